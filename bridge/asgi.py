@@ -1,0 +1,79 @@
+"""Run an ASGI app on a loopback/listen address inside the current event loop.
+
+One helper for every server we start in-process: the bridge in tests, the emulators
+under ``bridge serve`` and ``bridge emulator``, the load generator's targets.  Binding
+port 0 picks a free port; the bound port is reported back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class _EmbeddedServer(uvicorn.Server):
+    # Signals belong to whoever owns the process (the CLI), not to an embedded server.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    host: str
+    port: int
+    server: uvicorn.Server
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+def uvicorn_config(
+    app: ASGIApp, host: str, port: int, *, ws_max_size: int = 1 << 20, log_level: str = "warning"
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        ws="websockets-sansio",
+        ws_max_size=ws_max_size,
+        # Twilio and the platform ping at the protocol level themselves; our own WS pings
+        # would only add traffic on thousands of sockets.
+        ws_ping_interval=None,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, ws_max_size: int = 1 << 20
+) -> AsyncIterator[RunningServer]:
+    """Serve ``app`` until the block exits; yields where it listens."""
+    server = _EmbeddedServer(uvicorn_config(app, host, port, ws_max_size=ws_max_size))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # re-raise the start-up error
+                raise RuntimeError("server exited during start-up")
+            await asyncio.sleep(0.005)
+        sock = server.servers[0].sockets[0]
+        bound_port = sock.getsockname()[1]
+        yield RunningServer(host, bound_port, server)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,17 @@
+"""`bridge numbers`: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "numbers (not implemented yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    print("bridge numbers: not implemented yet", file=sys.stderr)
+    return 2

@@ -1,0 +1,390 @@
+"""Configuration: defaults → TOML file → environment, validated once, immutable.
+
+Config flows one way: :func:`load_config` builds a frozen :class:`Config` at start-up
+and the parts of the bridge receive the section they need.  Any bad value raises
+:class:`~bridge.errors.ConfigError` naming the key, the problem and the expected form,
+so the process fails at once with one line instead of misbehaving on the first call.
+
+Each field's metadata may carry:
+  ``env``       the environment variable that overrides it;
+  ``expected``  a human description of valid values (used in error messages);
+  ``check``     a predicate on the converted value;
+  ``secret``    never printed (``repr=False`` as well).
+To add a key: add a field to its section with a default and a comment in
+``config.example.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from bridge.errors import ConfigError
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+
+def _is_http_url(v: object) -> bool:
+    if not isinstance(v, str):
+        return False
+    u = urlsplit(v)
+    return u.scheme in ("http", "https") and bool(u.netloc)
+
+
+def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _key(
+    default: Any = None,
+    *,
+    env: str | None = None,
+    expected: str | None = None,
+    check: Callable[[Any], bool] | None = None,
+    secret: bool = False,
+) -> Any:
+    meta = {"env": env, "expected": expected, "check": check, "secret": secret}
+    if isinstance(default, list):
+        items: list[Any] = default
+        return field(default_factory=lambda: list(items), metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = _key("127.0.0.1", env="BRIDGE_HOST", expected="a host name or IP address")
+    port: int = _key(
+        8080, env="BRIDGE_PORT", expected="an integer 0-65535", check=lambda v: 0 <= v <= 65535
+    )
+    # The https URL Twilio reaches us at; TwiML stream URLs and signatures are built on it.
+    public_url: str | None = _key(
+        None,
+        env="BRIDGE_PUBLIC_URL",
+        expected="an http(s) URL such as https://bridge.example.com",
+        check=_opt(_is_http_url),
+    )
+    # Largest WebSocket message accepted from Twilio or the agent (bad peers can't balloon us).
+    max_message_bytes: int = _key(1 << 20, expected="an integer >= 4096", check=lambda v: v >= 4096)
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    api_key: str | None = _key(None, env="ELEVENLABS_API_KEY", expected="a string", secret=True)
+    # REST base; None means "run the built-in emulator in-process".
+    base_url: str | None = _key(
+        None,
+        env="ELEVENLABS_BASE_URL",
+        expected="an http(s) URL such as https://api.elevenlabs.io",
+        check=_opt(_is_http_url),
+    )
+    default_agent_id: str | None = _key(None, env="BRIDGE_DEFAULT_AGENT_ID", expected="an agent id")
+    connect_timeout_s: float = _key(5.0, expected="seconds > 0", check=lambda v: v > 0)
+    request_timeout_s: float = _key(10.0, expected="seconds > 0", check=lambda v: v > 0)
+    # How often the routing table is re-synced from the platform's phone-number list.
+    sync_interval_s: float = _key(
+        300.0, expected="seconds >= 0 (0 = never)", check=lambda v: v >= 0
+    )
+
+    @property
+    def ws_base_url(self) -> str | None:
+        """The conversation WebSocket base, derived from the REST base (http→ws, https→wss)."""
+        if self.base_url is None:
+            return None
+        return ws_url_for(self.base_url)
+
+
+@dataclass(frozen=True)
+class TwilioConfig:
+    account_sid: str | None = _key(
+        None,
+        env="TWILIO_ACCOUNT_SID",
+        expected="an account SID starting with AC",
+        check=_opt(lambda v: v.startswith("AC")),
+    )
+    auth_token: str | None = _key(None, env="TWILIO_AUTH_TOKEN", expected="a string", secret=True)
+    api_base_url: str = _key(
+        "https://api.twilio.com",
+        env="TWILIO_API_BASE_URL",
+        expected="an http(s) URL",
+        check=_is_http_url,
+    )
+    # None = validate exactly when an auth token is configured.
+    validate_signatures: bool | None = _key(
+        None, env="BRIDGE_VALIDATE_TWILIO_SIGNATURES", expected="true or false"
+    )
+
+    @property
+    def signatures_enforced(self) -> bool:
+        if self.validate_signatures is None:
+            return self.auth_token is not None
+        return self.validate_signatures
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    # No token = admin API disabled entirely.
+    token: str | None = _key(None, env="BRIDGE_ADMIN_TOKEN", expected="a string", secret=True)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    db: str = _key("bridge.db", env="BRIDGE_DB", expected="a file path or :memory:")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = _key("info", env="BRIDGE_LOG_LEVEL")
+
+
+@dataclass(frozen=True)
+class Route:
+    number: str = field(
+        metadata={"expected": "an E.164 number such as +14155550100", "check": E164.match}
+    )
+    agent_id: str = field(metadata={"expected": "an agent id", "check": bool})
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    # What a caller gets when the agent fails: a spoken apology, a transfer, or a plain hang-up.
+    on_agent_failure: Literal["apology", "transfer", "hangup"] = _key("apology")
+    apology_text: str = _key(
+        "Sorry, we are having trouble connecting your call. Please try again later."
+    )
+    fallback_number: str | None = _key(
+        None, expected="an E.164 number", check=_opt(lambda v: bool(E164.match(v)))
+    )
+    # Caller audio kept while the agent connection is being set up.
+    caller_buffer_ms: int = _key(
+        1000, expected="milliseconds 0-10000", check=lambda v: 0 <= v <= 10000
+    )
+    # Longest wait for the goodbye to be heard (marks) before hanging up.
+    goodbye_timeout_s: float = _key(10.0, expected="seconds >= 0", check=lambda v: v >= 0)
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
+    twilio: TwilioConfig = field(default_factory=TwilioConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
+    routes: tuple[Route, ...] = ()
+
+    @property
+    def public_url(self) -> str:
+        """Public base URL without trailing slash (falls back to the listen address)."""
+        if self.server.public_url:
+            return self.server.public_url.rstrip("/")
+        return f"http://{self.server.host}:{self.server.port}"
+
+
+def ws_url_for(http_url: str) -> str:
+    """http→ws, https→wss, keeping host, port and path."""
+    if http_url.startswith("https://"):
+        return "wss://" + http_url[len("https://") :]
+    if http_url.startswith("http://"):
+        return "ws://" + http_url[len("http://") :]
+    return http_url
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _convert(tp: Any, raw: Any, from_env: bool) -> Any:
+    """Convert ``raw`` to ``tp``; raise ValueError with the problem on mismatch."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if raw is None or (from_env and raw == ""):
+            return None
+        return _convert(args[0], raw, from_env)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        val = raw.lower() if from_env and isinstance(raw, str) else raw
+        if val not in choices:
+            raise ValueError(f"{raw!r} is not one of the allowed values")
+        return val
+    if tp is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_env and isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise ValueError(f"{raw!r} is not a boolean")
+    if tp is int:
+        if isinstance(raw, bool):
+            raise ValueError(f"{raw!r} is not an integer")
+        if isinstance(raw, int):
+            return raw
+        if from_env and isinstance(raw, str) and re.fullmatch(r"-?\d+", raw.strip()):
+            return int(raw)
+        raise ValueError(f"{raw!r} is not an integer")
+    if tp is float:
+        if isinstance(raw, bool):
+            raise ValueError(f"{raw!r} is not a number")
+        if isinstance(raw, int | float):
+            return float(raw)
+        if from_env and isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        raise ValueError(f"{raw!r} is not a number")
+    if tp is str:
+        if isinstance(raw, str):
+            return raw
+        raise ValueError(f"{type(raw).__name__} value is not a string")
+    if origin is tuple or origin is list:
+        (item_tp, *_) = typing.get_args(tp)
+        if isinstance(raw, str) and from_env:
+            raw = [p.strip() for p in raw.split(",") if p.strip()]
+        if not isinstance(raw, list):
+            raise ValueError("not a list")
+        return tuple(_convert(item_tp, x, from_env) for x in raw)
+    raise ValueError(f"unsupported type {tp}")
+
+
+def _build_section(
+    cls: type[Any],
+    prefix: str,
+    table: Mapping[str, Any],
+    env: Mapping[str, str],
+    source: str,
+) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in table:
+        if k not in names:
+            raise ConfigError(
+                f"{prefix}{k}", "unknown key", "one of " + ", ".join(sorted(names)), source
+            )
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        meta = f.metadata
+        expected = meta.get("expected") or _describe(hints[f.name])
+        env_name = meta.get("env")
+        raw: Any
+        where: str | None
+        from_env = False
+        if env_name and env_name in env:
+            raw, where, from_env = env[env_name], env_name, True
+        elif f.name in table:
+            raw, where = table[f.name], source
+        else:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(key, "missing", expected, source)
+            continue
+        shown = "value hidden" if meta.get("secret") else None
+        try:
+            val = _convert(hints[f.name], raw, from_env)
+        except ValueError as e:
+            raise ConfigError(key, shown or str(e), expected, where) from None
+        check = meta.get("check")
+        if check is not None and val is not None and not check(val):
+            raise ConfigError(key, shown or f"{raw!r} is not valid", expected, where)
+        if val is None and f.default is not None and f.default is not dataclasses.MISSING:
+            raise ConfigError(key, "missing", expected, where)
+        values[f.name] = val
+    return cls(**values)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "platform": PlatformConfig,
+    "twilio": TwilioConfig,
+    "admin": AdminConfig,
+    "store": StoreConfig,
+    "log": LogConfig,
+    "calls": CallsConfig,
+}
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the config from defaults, the TOML file (``path`` or ``$BRIDGE_CONFIG``), then env."""
+    env = dict(os.environ) if env is None else dict(env)
+    if path is None and env.get("BRIDGE_CONFIG"):
+        path = env["BRIDGE_CONFIG"]
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                "--config", f"file {p} does not exist", "a readable TOML file"
+            ) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("--config", f"{p} is not valid TOML ({e})", "a TOML file") from None
+    known = set(_SECTIONS) | {"routes"}
+    for k in data:
+        if k not in known:
+            raise ConfigError(k, "unknown section", "one of " + ", ".join(sorted(known)), source)
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(name, "is not a table", f"a [{name}] table", source)
+        sections[name] = _build_section(cls, f"{name}.", table, env, source)
+    routes_raw = data.get("routes", [])
+    if not isinstance(routes_raw, list):
+        raise ConfigError("routes", "is not an array of tables", "[[routes]] entries", source)
+    routes = []
+    for i, r in enumerate(routes_raw):
+        if not isinstance(r, dict):
+            raise ConfigError(
+                f"routes[{i}]", "is not a table", "[[routes]] with number, agent_id", source
+            )
+        routes.append(_build_section(Route, f"routes[{i}].", r, {}, source))
+    numbers = [r.number for r in routes]
+    for n in numbers:
+        if numbers.count(n) > 1:
+            raise ConfigError("routes", f"number {n} is routed twice", "each number once", source)
+    cfg = Config(routes=tuple(routes), **sections)
+    tw = cfg.twilio
+    if tw.validate_signatures and not tw.auth_token:
+        raise ConfigError(
+            "twilio.validate_signatures",
+            "is true but no auth token is configured",
+            "TWILIO_AUTH_TOKEN set, or validation turned off",
+            "BRIDGE_VALIDATE_TWILIO_SIGNATURES"
+            if "BRIDGE_VALIDATE_TWILIO_SIGNATURES" in env
+            else source,
+        )
+    return cfg
+
+
+def with_overrides(cfg: Config, **sections: Any) -> Config:
+    """A copy of ``cfg`` with some sections replaced (tests and in-process emulator wiring)."""
+    return dataclasses.replace(cfg, **sections)

@@ -1,0 +1,110 @@
+"""The one error hierarchy of the bridge.
+
+Every error the bridge raises on purpose derives from :class:`BridgeError`, so an
+adapter (HTTP endpoint, WebSocket loop, CLI) can catch one type and turn it into a
+specific outcome: a close code, a 4xx body, an exit status.  Messages say what was
+expected and what came, never a secret.
+
+    BridgeError
+    ├── ConfigError            bad configuration; names the key (start-up fails)
+    ├── AudioFormatError       unknown audio format string or unusable audio bytes
+    ├── ProtocolError          a peer sent something the wire protocol does not allow
+    │   ├── TwilioProtocolError    Twilio Media Streams frame (caller side)
+    │   └── ConvaiProtocolError    Agents Platform conversation frame (agent side)
+    ├── UpstreamError          an HTTP API we call failed (status, message, request id)
+    │   ├── PlatformApiError       Agents Platform REST
+    │   └── TwilioApiError         Twilio REST
+    ├── InputError             a request to our own API is invalid (names the field)
+    └── StoreError             the local SQLite store failed
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every deliberate bridge error."""
+
+
+class ConfigError(BridgeError):
+    """A configuration value is missing or invalid.
+
+    ``key`` is the dotted config key (``server.port``); the message names the key,
+    the problem and the expected form, on one line.
+    """
+
+    def __init__(self, key: str, problem: str, expected: str, source: str | None = None):
+        self.key = key
+        self.problem = problem
+        self.expected = expected
+        self.source = source
+        where = f" (from {source})" if source else ""
+        super().__init__(f"config {key}{where}: {problem}; expected {expected}")
+
+
+class AudioFormatError(BridgeError):
+    """An audio format name we do not know, or audio bytes that do not fit the format."""
+
+
+class ProtocolError(BridgeError):
+    """A peer broke its wire protocol. ``detail`` says what was expected and what came."""
+
+    def __init__(self, detail: str):
+        self.detail = detail
+        super().__init__(detail)
+
+
+class TwilioProtocolError(ProtocolError):
+    """A Twilio Media Streams frame that cannot be accepted."""
+
+
+class ConvaiProtocolError(ProtocolError):
+    """An Agents Platform conversation frame that cannot be accepted."""
+
+
+class UpstreamError(BridgeError):
+    """An upstream HTTP API answered with an error or could not be reached.
+
+    ``status`` is the HTTP status (``None`` when no response arrived), ``message`` the
+    upstream's own words, ``request_id`` the upstream request id when it gave one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        code: int | str | None = None,
+    ):
+        self.message = message
+        self.status = status
+        self.request_id = request_id
+        self.code = code
+        parts = [f"HTTP {status}" if status is not None else "no response"]
+        if code is not None:
+            parts.append(f"code {code}")
+        if request_id:
+            parts.append(f"request {request_id}")
+        super().__init__(f"{message} ({', '.join(parts)})")
+
+
+class PlatformApiError(UpstreamError):
+    """The Agents Platform REST API failed."""
+
+
+class TwilioApiError(UpstreamError):
+    """The Twilio REST API failed."""
+
+
+class InputError(BridgeError):
+    """A request to one of our own endpoints is invalid; ``field`` names the culprit."""
+
+    def __init__(self, field: str, problem: str, status: int = 422):
+        self.field = field
+        self.problem = problem
+        self.status = status
+        super().__init__(f"{field}: {problem}")
+
+
+class StoreError(BridgeError):
+    """The SQLite store could not be read or written."""

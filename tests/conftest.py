@@ -1,0 +1,1 @@
+"""Shared test set-up.  Fixture plugins live in ``tests/fixtures/`` (one per peer)."""
