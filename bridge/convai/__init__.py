@@ -1,0 +1,1 @@
+"""The Agents Platform conversation WebSocket protocol (pure: no sockets)."""

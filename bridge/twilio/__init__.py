@@ -1,0 +1,1 @@
+"""Twilio: the Media Streams protocol core (pure) and the Twilio-facing helpers."""
