@@ -175,6 +175,62 @@ class CallsConfig:
     goodbye_timeout_s: float = _key(10.0, expected="seconds >= 0", check=lambda v: v >= 0)
 
 
+# A [telephony] transfer allow-list entry: an E.164 number, an E.164 prefix ending in "*",
+# a SIP URI, or "sip:*@host" (any user at that host).  bridge/telephony/transfer.py parses it.
+_TRANSFER_ALLOW = re.compile(r"^(\+[1-9]\d{1,14}|\+([1-9]\d{0,13})?\*|sip:(\*|[^@\s*]+)@[A-Za-z0-9.\-]+(:\d{1,5})?)$")
+
+
+@dataclass(frozen=True)
+class TelephonyConfig:
+    # Transfer destinations the agent may use; empty = every agent transfer is refused.
+    transfer_allow: tuple[str, ...] = _key(
+        (),
+        env="BRIDGE_TRANSFER_ALLOW",
+        expected='E.164 numbers, prefixes such as "+1415*", SIP URIs or "sip:*@host"',
+        check=lambda v: all(_TRANSFER_ALLOW.match(x) for x in v),
+    )
+    transfer_timeout_s: int = _key(30, expected="seconds 5-600", check=lambda v: 5 <= v <= 600)
+    # Caller ID shown to the transfer target; None = Twilio's default (the caller's number).
+    transfer_caller_id: str | None = _key(
+        None, expected="an E.164 number", check=_opt(lambda v: bool(E164.match(v)))
+    )
+    # Keypad digits from the caller: sent one by one, or collected until "#" / a pause.
+    dtmf_mode: Literal["each", "collect"] = _key("each")
+    dtmf_deliver: Literal["user_message", "contextual_update"] = _key("user_message")
+    dtmf_collect_timeout_s: float = _key(
+        3.0, expected="seconds 0.5-60", check=lambda v: 0.5 <= v <= 60
+    )
+    dtmf_collect_max_digits: int = _key(32, expected="an integer 1-256", check=lambda v: 1 <= v <= 256)
+    # Hard cap on call length (0 = none) and how long before it the agent is warned.
+    max_call_duration_s: float = _key(3600.0, expected="seconds >= 0", check=lambda v: v >= 0)
+    duration_warning_s: float = _key(30.0, expected="seconds >= 0", check=lambda v: v >= 0)
+    # End the call after this long without caller audio energy (0 = never).
+    silence_timeout_s: float = _key(0.0, expected="seconds >= 0", check=lambda v: v >= 0)
+    silence_threshold_dbfs: float = _key(
+        -50.0, expected="dBFS between -90 and 0", check=lambda v: -90 <= v <= 0
+    )
+    # Concurrent-call caps (0 = no cap) and what a caller over the cap gets.
+    max_concurrent_calls: int = _key(0, expected="an integer >= 0", check=lambda v: v >= 0)
+    max_concurrent_calls_per_number: int = _key(
+        0, expected="an integer >= 0", check=lambda v: v >= 0
+    )
+    over_capacity: Literal["reject", "message"] = _key("reject")
+    over_capacity_message: str = _key(
+        "All our lines are busy right now. Please call again later."
+    )
+    # Outbound calls: per-number rate limit (Twilio's default is 1 call per second).
+    outbound_calls_per_second: float = _key(
+        1.0, expected="calls per second > 0", check=lambda v: v > 0
+    )
+    outbound_burst: int = _key(1, expected="an integer >= 1", check=lambda v: v >= 1)
+    ring_timeout_s: int = _key(30, expected="seconds 5-600", check=lambda v: 5 <= v <= 600)
+    # Answering machine on an outbound call with machine detection.
+    voicemail_action: Literal["hangup", "agent", "message"] = _key("hangup")
+    voicemail_message: str = _key(
+        "Hello, this is an automated call. We will try to reach you again later. Goodbye."
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -184,6 +240,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     log: LogConfig = field(default_factory=LogConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     routes: tuple[Route, ...] = ()
 
     @property
@@ -327,6 +384,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig,
     "log": LogConfig,
     "calls": CallsConfig,
+    "telephony": TelephonyConfig,
 }
 
 
