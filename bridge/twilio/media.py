@@ -177,6 +177,29 @@ def media_frame(stream_sid: str, payload_b64: str) -> str:
     )
 
 
+def inbound_media_frame(
+    stream_sid: str, seq: int, chunk: int, timestamp_ms: int, payload_b64: str
+) -> str:
+    """Hot path: a Twilio → server ``media`` frame (the emulator's caller sends ~50/s/call).
+
+    Same bytes as ``encode(Media(...))`` with ``track="inbound"``: the numbers go out as
+    strings, as Twilio sends them.  ``stream_sid`` and base64 need no JSON escaping.
+    """
+    return (
+        '{"event":"media","sequenceNumber":"'
+        + str(seq)
+        + '","media":{"payload":"'
+        + payload_b64
+        + '","track":"inbound","chunk":"'
+        + str(chunk)
+        + '","timestamp":"'
+        + str(timestamp_ms)
+        + '"},"streamSid":"'
+        + stream_sid
+        + '"}'
+    )
+
+
 def decode_payload(payload_b64: str) -> bytes:
     """Base64 → mu-law bytes; invalid base64 is a protocol error, not a crash."""
     try:

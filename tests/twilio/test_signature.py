@@ -1,0 +1,47 @@
+"""Signature helpers agree with Twilio's own RequestValidator and the reference vector."""
+
+from __future__ import annotations
+
+from twilio.request_validator import RequestValidator
+
+from bridge.twilio.signature import compute_signature, is_valid, is_valid_ws_upgrade
+
+VECTOR_URL = "https://example.com/myapp.php?foo=1&bar=2"
+VECTOR_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Caller": "+14158675310",
+    "Digits": "1234",
+    "From": "+14158675310",
+    "To": "+18005551212",
+}
+
+
+def test_protocols_md_test_vector() -> None:
+    assert compute_signature("12345", VECTOR_URL, VECTOR_PARAMS) == "L/OH5YylLD5NRKLltdqwSvS0BnU="
+    assert is_valid("12345", VECTOR_URL, VECTOR_PARAMS, "L/OH5YylLD5NRKLltdqwSvS0BnU=")
+
+
+def test_any_change_invalidates() -> None:
+    sig = compute_signature("12345", VECTOR_URL, VECTOR_PARAMS)
+    assert not is_valid("12346", VECTOR_URL, VECTOR_PARAMS, sig)
+    assert not is_valid("12345", VECTOR_URL, {**VECTOR_PARAMS, "Digits": "1235"}, sig)
+    assert not is_valid("12345", VECTOR_URL + "&x=1", VECTOR_PARAMS, sig)
+    assert not is_valid("12345", VECTOR_URL, VECTOR_PARAMS, None)
+    assert not is_valid("12345", VECTOR_URL, VECTOR_PARAMS, "")
+
+
+def test_twilio_package_accepts_our_signature() -> None:
+    url = "https://bridge.example.com/twilio/voice"
+    params = {"CallSid": "CA1", "From": "+15550001", "To": "+15550002", "CallStatus": "ringing"}
+    sig = compute_signature("tok", url, params)
+    assert RequestValidator("tok").validate(url, params, sig)
+
+
+def test_ws_upgrade_signature_with_and_without_trailing_slash() -> None:
+    url = "wss://bridge.example.com/twilio/media"
+    sig = compute_signature("tok", url)
+    assert is_valid_ws_upgrade("tok", url, sig)
+    assert is_valid_ws_upgrade("tok", url + "/", sig)
+    assert not is_valid_ws_upgrade("tok", "wss://other.example.com/twilio/media", sig)
+    assert not is_valid_ws_upgrade("other", url, sig)
+    assert not is_valid_ws_upgrade("tok", url, None)
