@@ -1,0 +1,393 @@
+"""The store: provisioned numbers and call records in one SQLite file.
+
+Two kinds of access with different needs:
+
+* **Numbers** are written rarely, by admin actions and routing syncs, and the caller
+  wants to know it worked: :meth:`Store.upsert_number` and friends write synchronously
+  in their own transaction and raise :class:`~bridge.errors.StoreError` when SQLite
+  cannot (e.g. the file is locked past ``busy_timeout_s``).
+* **Call records** are written from the audio path, which must never wait:
+  :meth:`Store.record_call` / :meth:`Store.update_call` hand the change to the
+  :class:`~bridge.store.writer.CallWriter` thread and return at once.
+
+Reads (:meth:`get_call`, :meth:`list_calls`, numbers) are synchronous, indexed and
+fast, for admin endpoints.  Call reads overlay the writer's pending changes on what
+SQLite returns, so an admin GET right after an update sees it even while the disk is
+stuck.
+
+Connections: a file database gets one connection for reads, one for number writes and
+one owned by the writer thread (WAL lets reads proceed while another connection
+writes).  ``:memory:`` exists only inside one connection, so there all three share a
+single connection, serialised by one lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from bridge.config import StoreConfig
+from bridge.errors import InputError, StoreError
+from bridge.store import rows, schema
+from bridge.store.records import (
+    LIVE_STATUSES,
+    CallPage,
+    CallRecord,
+    NumberRecord,
+    validate_call,
+    validate_call_fields,
+    validate_number,
+)
+from bridge.store.writer import CallWriter, DbHandle
+
+MAX_PAGE: Final = 1000
+_SQL_CHUNK: Final = 500  # stays far below SQLite's bound-parameter limit
+_LIVE_SQL: Final = ", ".join(f"'{s}'" for s in LIVE_STATUSES)
+_cursor_decode = msgspec.json.Decoder(tuple[float, str]).decode
+
+
+class Store:
+    """SQLite-backed numbers and call records.  Safe to use from any thread."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_pending_writes: int = 100_000,
+        max_db_bytes: int | None = None,
+        busy_timeout_s: float = 2.0,
+        writer_busy_timeout_s: float = 1.0,
+        retry_initial_s: float = 0.05,
+        retry_max_s: float = 5.0,
+        linger_s: float = 0.01,
+        close_timeout_s: float = 5.0,
+    ):
+        self.path = path
+        self._max_db_bytes = max_db_bytes
+        self._busy_timeout_s = busy_timeout_s
+        self._writer_busy_timeout_s = writer_busy_timeout_s
+        self._close_timeout_s = close_timeout_s
+        self._closed = False
+        self._memory = path == schema.MEMORY
+        conn = self._connect(busy_timeout_s)
+        try:
+            schema.migrate(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        self._read = DbHandle(conn)
+        if self._memory:
+            self._admin = self._read
+        else:
+            self._admin = DbHandle(self._connect(busy_timeout_s))
+        self._writer = CallWriter(
+            self._writer_handle,
+            db_label=path,
+            max_pending=max_pending_writes,
+            retry_initial_s=retry_initial_s,
+            retry_max_s=retry_max_s,
+            linger_s=linger_s,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: StoreConfig) -> Store:
+        return cls(
+            cfg.db,
+            max_pending_writes=cfg.max_pending_writes,
+            max_db_bytes=cfg.max_db_mb * 1024 * 1024 if cfg.max_db_mb else None,
+        )
+
+    def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
+        return schema.connect(
+            self.path, busy_timeout_s=busy_timeout_s, max_db_bytes=self._max_db_bytes
+        )
+
+    def _writer_handle(self) -> DbHandle:
+        if self._memory:
+            return DbHandle(self._read.conn, self._read.lock, owned=False)
+        return DbHandle(self._connect(self._writer_busy_timeout_s))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self, timeout_s: float | None = None) -> int:
+        """Flush queued call records (retrying up to ``timeout_s``) and close.
+
+        Returns the number of call records that could not be written (logged).
+        """
+        if self._closed:
+            return 0
+        lost = self._writer.close(self._close_timeout_s if timeout_s is None else timeout_s)
+        self._closed = True
+        for h in {id(self._read): self._read, id(self._admin): self._admin}.values():
+            with h.lock:
+                h.conn.close()
+        return lost
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Block until queued call records are written; False if not within ``timeout_s``.
+
+        Blocking: for shutdown, CLI commands and tests, not for the event loop.
+        """
+        return self._writer.flush(timeout_s)
+
+    # -- health ----------------------------------------------------------------------
+
+    @property
+    def pending_writes(self) -> int:
+        """Calls whose latest changes are queued, not yet in SQLite."""
+        return self._writer.pending_writes
+
+    @property
+    def write_failures(self) -> int:
+        """Failed call-record write attempts since start (each one is retried)."""
+        return self._writer.write_failures
+
+    @property
+    def dropped_writes(self) -> int:
+        """Call records dropped because the queue was full."""
+        return self._writer.dropped_writes
+
+    @property
+    def healthy(self) -> bool:
+        """True unless call-record writes are currently failing or being dropped."""
+        return self._writer.healthy
+
+    # -- numbers ---------------------------------------------------------------------
+
+    def list_numbers(self) -> list[NumberRecord]:
+        rs = self._query(self._read, f"SELECT {rows.NUMBER_COLUMNS} FROM numbers ORDER BY number")
+        return [rows.row_to_number(r) for r in rs]
+
+    def get_number(self, number_or_id: str) -> NumberRecord | None:
+        """By E.164 number or by the platform's ``phone_number_id``."""
+        rs = self._query(
+            self._read,
+            f"SELECT {rows.NUMBER_COLUMNS} FROM numbers "
+            "WHERE number = ? OR phone_number_id = ? LIMIT 1",
+            (number_or_id, number_or_id),
+        )
+        return rows.row_to_number(rs[0]) if rs else None
+
+    def upsert_number(self, rec: NumberRecord) -> NumberRecord:
+        """Insert or replace the number's row; returns it as stored (``updated_at`` set).
+
+        InputError (409) if its ``phone_number_id`` belongs to another number.
+        """
+        stored = msgspec.structs.replace(validate_number(rec), updated_at=time.time())
+        self._write_numbers([stored], ())
+        return stored
+
+    def delete_number(self, number_or_id: str) -> bool:
+        """Remove by number or ``phone_number_id``; False if there was none."""
+        return self._write_numbers((), [number_or_id]) > 0
+
+    def sync_numbers(self, upserts: Sequence[NumberRecord], deletes: Iterable[str]) -> None:
+        """Apply a routing sync in one transaction: all of it or nothing.
+
+        Records are stored as given (their ``updated_at`` is kept).
+        """
+        self._write_numbers([validate_number(r) for r in upserts], list(deletes))
+
+    def _write_numbers(self, upserts: Sequence[NumberRecord], deletes: Sequence[str]) -> int:
+        deleted = 0
+        with self._admin.lock:
+            self._check_open()
+            conn = self._admin.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for rec in upserts:
+                        conn.execute(rows.UPSERT_NUMBER, rows.number_to_row(rec))
+                    for key in deletes:
+                        deleted += conn.execute(
+                            "DELETE FROM numbers WHERE number = ? OR phone_number_id = ?",
+                            (key, key),
+                        ).rowcount
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.IntegrityError:
+                raise InputError(
+                    "phone_number_id", "already belongs to another number", status=409
+                ) from None
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot write numbers to {self.path}: {e}") from None
+        return deleted
+
+    # -- call records: writes (never block) -----------------------------------------
+
+    def record_call(self, rec: CallRecord) -> bool:
+        """Queue the whole record (insert or replace).  Returns at once.
+
+        False if it was dropped because the queue is full (counted and logged).
+        """
+        rec = validate_call(rec)
+        return self._writer.submit(rec.call_sid, record=rec)
+
+    def update_call(self, call_sid: str, **fields: Any) -> bool:
+        """Queue a partial update of a recorded call.  Returns at once.
+
+        Unknown field names or wrongly typed values raise InputError naming the field.
+        """
+        if not call_sid:
+            raise InputError("call_sid", "must not be empty")
+        return self._writer.submit(call_sid, fields=validate_call_fields(fields))
+
+    def prune_calls(self, ended_before: float) -> int:
+        """Delete records of calls that ended before ``ended_before``; returns how many."""
+        with self._admin.lock:
+            self._check_open()
+            try:
+                return self._admin.conn.execute(
+                    "DELETE FROM calls WHERE ended_at IS NOT NULL AND ended_at < ?",
+                    (ended_before,),
+                ).rowcount
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot prune calls in {self.path}: {e}") from None
+
+    # -- call records: reads ---------------------------------------------------------
+
+    def get_call(self, call_sid: str) -> CallRecord | None:
+        # Pending first, then the row: a write that lands in between is then in the row.
+        pending = self._writer.pending_for(call_sid)
+        if pending is not None and pending.record is not None:
+            return pending.record
+        rs = self._query(
+            self._read,
+            f"SELECT {rows.CALL_COLUMNS} FROM calls WHERE call_sid = ?",
+            (call_sid,),
+        )
+        row = rows.row_to_call(rs[0]) if rs else None
+        return pending.apply_to(row) if pending is not None else row
+
+    def list_calls(
+        self,
+        *,
+        live: bool | None = None,
+        number: str | None = None,
+        agent_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> CallPage:
+        """Newest first.  ``live``: only calls in progress (True) or finished (False);
+        ``number``: calls to or from it; ``cursor``: ``next_cursor`` of the previous page.
+        """
+        if not 1 <= limit <= MAX_PAGE:
+            raise InputError("limit", f"must be 1-{MAX_PAGE}, got {limit}")
+        after = _decode_cursor(cursor) if cursor is not None else None
+        pending = self._writer.pending_snapshot()
+        where, params = _call_filter(live, number, agent_id, after)
+        # Up to len(pending) fetched rows may be superseded by pending state and drop
+        # out of the filter; fetching that many more keeps the page full.
+        sql = (
+            f"SELECT {rows.CALL_COLUMNS} FROM calls{where} "
+            "ORDER BY started_at DESC, call_sid DESC LIMIT ?"
+        )
+        found = {
+            r.call_sid: r
+            for r in map(
+                rows.row_to_call, self._query(self._read, sql, (*params, limit + 1 + len(pending)))
+            )
+            if r.call_sid not in pending
+        }
+        if pending:
+            partial = [sid for sid, p in pending.items() if p.record is None]
+            base = {r.call_sid: r for r in self._calls_by_sid(partial)}
+            for sid, p in pending.items():
+                rec = p.apply_to(base.get(sid))
+                if rec is not None and _matches(rec, live, number, agent_id, after):
+                    found[sid] = rec
+        items = sorted(found.values(), key=lambda r: (r.started_at, r.call_sid), reverse=True)
+        page = items[:limit]
+        next_cursor = _encode_cursor(page[-1]) if len(items) > limit else None
+        return CallPage(items=page, next_cursor=next_cursor)
+
+    def _calls_by_sid(self, sids: Sequence[str]) -> list[CallRecord]:
+        out: list[CallRecord] = []
+        for i in range(0, len(sids), _SQL_CHUNK):
+            chunk = sids[i : i + _SQL_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT {rows.CALL_COLUMNS} FROM calls WHERE call_sid IN ({marks})"
+            out.extend(map(rows.row_to_call, self._query(self._read, sql, chunk)))
+        return out
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+
+    def _query(self, h: DbHandle, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with h.lock:
+            self._check_open()
+            try:
+                return h.conn.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot read {self.path}: {e}") from None
+
+
+def _call_filter(
+    live: bool | None, number: str | None, agent_id: str | None, after: tuple[float, str] | None
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if live is True:
+        clauses.append(f"status IN ({_LIVE_SQL})")
+    elif live is False:
+        clauses.append(f"status NOT IN ({_LIVE_SQL})")
+    if number is not None:
+        clauses.append("(to_number = ? OR from_number = ?)")
+        params += [number, number]
+    if agent_id is not None:
+        clauses.append("agent_id = ?")
+        params.append(agent_id)
+    if after is not None:
+        clauses.append("(started_at < ? OR (started_at = ? AND call_sid < ?))")
+        params += [after[0], after[0], after[1]]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _matches(
+    rec: CallRecord,
+    live: bool | None,
+    number: str | None,
+    agent_id: str | None,
+    after: tuple[float, str] | None,
+) -> bool:
+    """The Python twin of :func:`_call_filter`, for records not in SQLite yet."""
+    if live is not None and rec.live != live:
+        return False
+    if number is not None and number not in (rec.to_number, rec.from_number):
+        return False
+    if agent_id is not None and rec.agent_id != agent_id:
+        return False
+    return after is None or (rec.started_at, rec.call_sid) < after
+
+
+def _encode_cursor(rec: CallRecord) -> str:
+    raw = msgspec.json.encode((rec.started_at, rec.call_sid))
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return _cursor_decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise InputError("cursor", "is not a cursor returned by this listing", status=400) from None

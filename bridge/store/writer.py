@@ -1,0 +1,358 @@
+"""The call-record writer: a dedicated thread that owns every call-record write.
+
+Why a thread and a pending map rather than writing in place: a call's audio loop must
+never wait on SQLite (a checkpoint, a backup holding the lock, a slow or full disk).
+``submit`` only touches memory under a lock that no I/O ever holds, so it returns in
+microseconds whatever the database is doing.
+
+The pending map *is* the queue.  It holds, per call SID, either the whole record
+(``record_call``, later updates folded in) or the merged fields of updates to a row
+already written.  A call that is updated a hundred times while the database is locked
+therefore costs one entry and one row write, and the bound (``max_pending``) is a bound
+on distinct calls waiting, not on events.  Reads overlay the map onto what SQLite
+returns, which gives read-your-writes without waiting for the disk.
+
+Failure handling: a failed batch is rolled back and retried with exponential backoff;
+the first failure of a streak logs ``store.write_failing`` at ERROR (the alarm) and the
+first success after it ``store.write_recovered``.  Errors other than "busy/locked"
+reopen the connection on the next try, so a replaced file or remounted volume is
+picked up.  When the map is full, new calls are dropped and counted
+(``store.queue_overflow`` once per overflow streak, ``bridge_store_dropped_writes_total``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import msgspec
+from prometheus_client import Counter, Gauge
+
+from bridge.errors import StoreError
+from bridge.log import log_event
+from bridge.store import rows
+from bridge.store.records import CallRecord
+
+logger = logging.getLogger("bridge.store")
+
+PENDING_WRITES = Gauge(
+    "bridge_store_pending_writes", "Call records with changes not yet written to SQLite"
+)
+WRITE_FAILURES = Counter(
+    "bridge_store_write_failures_total", "Failed call-record write batches (each is retried)"
+)
+DROPPED_WRITES = Counter(
+    "bridge_store_dropped_writes_total", "Call-record writes dropped because the queue was full"
+)
+
+_RETRYABLE_IN_PLACE = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+
+
+@dataclass
+class DbHandle:
+    """A connection and the lock that serialises its use; ``owned`` = ours to close."""
+
+    conn: sqlite3.Connection
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    owned: bool = True
+
+
+@dataclass
+class PendingWrite:
+    """Unwritten state of one call: the whole record, or fields for an existing row."""
+
+    record: CallRecord | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+
+    def apply_to(self, row: CallRecord | None) -> CallRecord | None:
+        """What a reader should see, given the row SQLite has (or None)."""
+        if self.record is not None:
+            return self.record
+        if row is None:
+            return None
+        return msgspec.structs.replace(row, **self.fields)
+
+
+class CallWriter:
+    def __init__(
+        self,
+        open_handle: Callable[[], DbHandle],
+        *,
+        db_label: str,
+        max_pending: int = 100_000,
+        retry_initial_s: float = 0.05,
+        retry_max_s: float = 5.0,
+        linger_s: float = 0.01,
+        batch_size: int = 500,
+    ):
+        self._open_handle = open_handle
+        self._db_label = db_label
+        self._max_pending = max_pending
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._linger_s = linger_s
+        self._batch_size = batch_size
+
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: dict[str, PendingWrite] = {}
+        self._seq = 0
+        self._closing = False
+        self._close_deadline = math.inf
+        self._write_failures = 0
+        self._streak = 0
+        self._dropped = 0
+        self._overflowing = False
+        self._written = 0
+        self._thread = threading.Thread(target=self._run, name="bridge-store-writer", daemon=True)
+        self._thread.start()
+
+    # -- producer side (any thread, never blocks on I/O) ---------------------------
+
+    def submit(
+        self, call_sid: str, record: CallRecord | None = None, fields: dict[str, Any] | None = None
+    ) -> bool:
+        """Queue a whole record or an update; False if dropped because the queue is full."""
+        overflow_started = False
+        with self._cond:
+            if self._closing:
+                raise StoreError("store is closed; call record not accepted")
+            entry = self._pending.get(call_sid)
+            if entry is None:
+                if len(self._pending) >= self._max_pending:
+                    self._dropped += 1
+                    DROPPED_WRITES.inc()
+                    overflow_started = not self._overflowing
+                    self._overflowing = True
+                    dropped = self._dropped
+                else:
+                    entry = self._pending[call_sid] = PendingWrite()
+            if entry is not None:
+                if record is not None:
+                    entry.record, entry.fields = record, {}
+                elif entry.record is not None:
+                    entry.record = msgspec.structs.replace(entry.record, **(fields or {}))
+                else:
+                    entry.fields.update(fields or {})
+                self._seq += 1
+                entry.seq = self._seq
+                PENDING_WRITES.set(len(self._pending))
+                self._cond.notify()
+                return True
+        if overflow_started:
+            log_event(
+                logger,
+                "store.queue_overflow",
+                level=logging.ERROR,
+                db=self._db_label,
+                max_pending=self._max_pending,
+                dropped_total=dropped,
+            )
+        return False
+
+    def pending_for(self, call_sid: str) -> PendingWrite | None:
+        with self._cond:
+            entry = self._pending.get(call_sid)
+            return None if entry is None else PendingWrite(entry.record, dict(entry.fields))
+
+    def pending_snapshot(self) -> dict[str, PendingWrite]:
+        with self._cond:
+            return {sid: PendingWrite(e.record, dict(e.fields)) for sid, e in self._pending.items()}
+
+    # -- state --------------------------------------------------------------------
+
+    @property
+    def pending_writes(self) -> int:
+        """Calls whose latest changes are not in SQLite yet."""
+        with self._cond:
+            return len(self._pending)
+
+    @property
+    def write_failures(self) -> int:
+        """Failed write attempts since start (each one was retried)."""
+        with self._cond:
+            return self._write_failures
+
+    @property
+    def dropped_writes(self) -> int:
+        with self._cond:
+            return self._dropped
+
+    @property
+    def healthy(self) -> bool:
+        """False from a failed write until the next successful one, and while dropping."""
+        with self._cond:
+            return self._streak == 0 and not self._overflowing
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait (blocking) until everything queued so far is written; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.notify_all()
+                self._cond.wait(min(left, 0.05))
+            return True
+
+    def close(self, timeout_s: float) -> int:
+        """Stop accepting, write what is queued (retrying up to ``timeout_s``), stop.
+
+        Returns how many call records could not be written (also logged at ERROR).
+        """
+        with self._cond:
+            if not self._closing:
+                self._closing = True
+                self._close_deadline = time.monotonic() + timeout_s
+            self._cond.notify_all()
+        # The thread may be inside one busy-wait of SQLite; give it that long to notice.
+        self._thread.join(timeout_s + 5.0)
+        with self._cond:
+            lost = len(self._pending)
+        if lost:
+            log_event(
+                logger,
+                "store.close_unwritten",
+                level=logging.ERROR,
+                db=self._db_label,
+                unwritten=lost,
+            )
+        return lost
+
+    # -- the writer thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        handle: DbHandle | None = None
+        delay = self._retry_initial_s
+        retry_at = 0.0
+        streak_started = 0.0
+        while True:
+            with self._cond:
+                if not self._wait_for_work(retry_at):
+                    break
+                batch = [
+                    (sid, e.record, dict(e.fields), e.seq)
+                    for sid, e in islice(self._pending.items(), self._batch_size)
+                ]
+            try:
+                if handle is None:
+                    handle = self._open_handle()
+                unknown = _write_batch(handle, batch)
+            except Exception as e:  # any failure: keep the queue, retry later
+                reconnect = not (
+                    isinstance(e, sqlite3.Error)
+                    and getattr(e, "sqlite_errorname", "") in _RETRYABLE_IN_PLACE
+                )
+                if reconnect and handle is not None:
+                    _close_owned(handle)
+                    handle = None
+                with self._cond:
+                    self._write_failures += 1
+                    self._streak += 1
+                    first = self._streak == 1
+                    pending = len(self._pending)
+                WRITE_FAILURES.inc()
+                if first:
+                    streak_started = time.monotonic()
+                    log_event(
+                        logger,
+                        "store.write_failing",
+                        level=logging.ERROR,
+                        db=self._db_label,
+                        error=f"{type(e).__name__}: {e}",
+                        pending=pending,
+                        note="calls continue; call records are queued and retried",
+                    )
+                retry_at = time.monotonic() + delay
+                delay = min(delay * 2, self._retry_max_s)
+                continue
+            with self._cond:
+                for sid, _record, _fields, seq in batch:
+                    entry = self._pending.get(sid)
+                    if entry is not None and entry.seq == seq:
+                        del self._pending[sid]
+                self._written += len(batch)
+                streak, self._streak = self._streak, 0
+                if self._overflowing and len(self._pending) < self._max_pending:
+                    self._overflowing = False
+                pending = len(self._pending)
+                PENDING_WRITES.set(pending)
+                self._cond.notify_all()
+            delay, retry_at = self._retry_initial_s, 0.0
+            for sid in unknown:
+                log_event(logger, "store.update_unknown_call", level=logging.WARNING, call_sid=sid)
+            if streak:
+                log_event(
+                    logger,
+                    "store.write_recovered",
+                    db=self._db_label,
+                    failed_attempts=streak,
+                    down_s=round(time.monotonic() - streak_started, 3),
+                    pending=pending,
+                )
+        if handle is not None:
+            _close_owned(handle)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _wait_for_work(self, retry_at: float) -> bool:
+        """Under the lock: wait until a batch is due; False when the thread should stop."""
+        lingered = False
+        while True:
+            now = time.monotonic()
+            if self._closing and (not self._pending or now >= self._close_deadline):
+                return False
+            if self._pending and now >= retry_at:
+                # Let a burst of submissions gather into one transaction.
+                if lingered or self._closing or self._streak or self._linger_s <= 0:
+                    return True
+                lingered = True
+                self._cond.wait(self._linger_s)
+                continue
+            wait = retry_at - now if self._pending else None
+            if self._closing:
+                wait = min(wait if wait is not None else math.inf, self._close_deadline - now)
+            self._cond.wait(wait)
+
+
+def _write_batch(
+    handle: DbHandle, batch: list[tuple[str, CallRecord | None, dict[str, Any], int]]
+) -> list[str]:
+    """Write a batch in one transaction; return SIDs of updates that matched no row."""
+    unknown: list[str] = []
+    with handle.lock:
+        conn = handle.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sid, record, fields, _seq in batch:
+                if record is not None:
+                    conn.execute(rows.UPSERT_CALL, rows.call_to_row(record))
+                elif fields:
+                    names = list(fields)
+                    cur = conn.execute(
+                        rows.update_call_sql(names),
+                        [*(rows.call_value(n, fields[n]) for n in names), sid],
+                    )
+                    if cur.rowcount == 0:
+                        unknown.append(sid)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+    return unknown
+
+
+def _close_owned(handle: DbHandle) -> None:
+    if handle.owned:
+        handle.conn.close()

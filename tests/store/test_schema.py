@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import StoreError
+from bridge.store import CallRecord, NumberRecord, Store
+from bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, connect, migrate, schema_version
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_migrates_an_empty_database_to_the_latest_version() -> None:
+    conn = connect(":memory:", busy_timeout_s=1)
+    assert schema_version(conn) == 0
+    assert migrate(conn) == SCHEMA_VERSION == len(MIGRATIONS)
+    assert schema_version(conn) == SCHEMA_VERSION
+    assert {"numbers", "calls"} <= _tables(conn)
+    assert not conn.in_transaction
+
+
+def test_migrate_is_idempotent() -> None:
+    conn = connect(":memory:", busy_timeout_s=1)
+    migrate(conn)
+    assert migrate(conn) == 0
+    assert schema_version(conn) == SCHEMA_VERSION
+
+
+def test_file_database_is_in_wal_mode(db_path: str) -> None:
+    Store(db_path).close()
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_reopen_keeps_data_and_applies_nothing(db_path: str) -> None:
+    with Store(db_path) as s:
+        s.upsert_number(NumberRecord(number="+14155550100", agent_id="agent_a"))
+        s.record_call(CallRecord(call_sid="CA1", started_at=10.0))
+    with Store(db_path) as s:
+        assert s.get_number("+14155550100") is not None
+        assert s.get_call("CA1") is not None
+    conn = connect(db_path, busy_timeout_s=1)
+    assert migrate(conn, db_path) == 0
+
+
+def test_upgrades_a_version_1_database_keeping_its_rows(db_path: str) -> None:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO numbers (number, provider, updated_at) VALUES ('+14155550100', 'twilio', 5)"
+    )
+    conn.close()
+    with Store(db_path) as s:
+        rec = s.get_number("+14155550100")
+        assert rec is not None and rec.updated_at == 5
+        s.record_call(CallRecord(call_sid="CA1"))
+        assert s.flush()
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 1
+
+
+def test_refuses_a_database_from_a_newer_bridge(db_path: str) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="downgrade refused"):
+        Store(db_path)
+
+
+def test_failed_migration_step_leaves_previous_version(db_path: str) -> None:
+    # A table in the way of step 2 makes it fail; step 1 must stay committed, alone.
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("CREATE TABLE calls (x)")
+    conn.close()
+    with pytest.raises(StoreError, match="cannot migrate"):
+        Store(db_path)
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert "calls_started" not in {
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
+
+
+def test_missing_directory_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store(str(tmp_path / "no" / "such" / "dir" / "bridge.db"))
+
+
+def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    p = tmp_path / "bridge.db"
+    p.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a database"):
+        Store(str(p))

@@ -1,0 +1,177 @@
+"""The call-record writer when SQLite is locked, full or gone: calls never wait."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+from prometheus_client import REGISTRY
+
+from bridge.store import CallRecord, Store
+
+from .conftest import events, wait_until
+
+
+def _metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+def _fast_retry_store(path: str, **kw: object) -> Store:
+    return Store(
+        path,
+        writer_busy_timeout_s=0.02,
+        retry_initial_s=0.005,
+        retry_max_s=0.02,
+        linger_s=0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_locked_database_queues_alarms_once_and_recovers(
+    db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.store")
+    store = _fast_retry_store(db_path)
+    failures_before = _metric("bridge_store_write_failures_total")
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+
+    for i in range(20):
+        assert store.record_call(CallRecord(call_sid=f"CA{i}", status="in-progress"))
+        assert store.update_call(f"CA{i}", bytes_in=160 * i)
+        # Returned while the lock is still held: the call path never waited on SQLite.
+        assert locker.in_transaction
+    assert store.pending_writes == 20
+
+    wait_until(lambda: store.write_failures >= 3)  # several retries, one streak
+    assert not store.healthy
+    assert locker.in_transaction
+    [alarm] = events(caplog, "store.write_failing", logging.ERROR)
+    assert "locked" in alarm.bridge_fields["error"]  # type: ignore[attr-defined]
+    assert alarm.bridge_fields["db"] == db_path  # type: ignore[attr-defined]
+    assert _metric("bridge_store_write_failures_total") >= failures_before + 3
+    # Read-your-writes while nothing reached the disk.
+    got = store.get_call("CA7")
+    assert got is not None and got.bytes_in == 1120
+    assert len(store.list_calls(live=True).items) == 20
+    assert locker.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
+
+    locker.execute("ROLLBACK")
+    assert store.flush(timeout_s=10)
+    assert store.healthy
+    assert store.pending_writes == 0
+    assert locker.execute("SELECT count(*), sum(bytes_in) FROM calls").fetchone() == (
+        20,
+        160 * sum(range(20)),
+    )
+    [recovered] = events(caplog, "store.write_recovered")
+    assert recovered.bridge_fields["failed_attempts"] >= 3  # type: ignore[attr-defined]
+    assert len(events(caplog, "store.write_failing")) == 1
+    store.close()
+
+
+def test_a_second_streak_alarms_again(
+    db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.store")
+    store = _fast_retry_store(db_path)
+    for streak in range(2):
+        locker.execute("BEGIN EXCLUSIVE")
+        store.record_call(CallRecord(call_sid=f"CA{streak}"))
+        wait_until(lambda: not store.healthy)
+        locker.execute("ROLLBACK")
+        assert store.flush(timeout_s=10)
+    assert len(events(caplog, "store.write_failing", logging.ERROR)) == 2
+    assert len(events(caplog, "store.write_recovered")) == 2
+    store.close()
+
+
+def test_full_disk_queues_until_space_is_freed(
+    db_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The volume is full (SQLITE_FULL): records wait; pruning old calls frees space."""
+    caplog.set_level(logging.INFO, logger="bridge.store")
+    blob = ({"note": "x" * 2000},)  # a row that needs pages of its own
+    with Store(db_path) as s:
+        for i in range(40):
+            s.record_call(CallRecord(call_sid=f"CA_old{i}", ended_at=1.0, events=blob))
+    page_size = sqlite3.connect(db_path).execute("PRAGMA page_size").fetchone()[0]
+    size_now = sqlite3.connect(db_path).execute("PRAGMA page_count").fetchone()[0] * page_size
+
+    store = _fast_retry_store(db_path, max_db_bytes=size_now)  # not one page more
+    for i in range(10):
+        assert store.record_call(
+            CallRecord(call_sid=f"CA_new{i}", started_at=float(i), events=blob)
+        )
+    wait_until(lambda: store.write_failures >= 2)
+    assert not store.healthy
+    assert store.pending_writes == 10
+    [alarm] = events(caplog, "store.write_failing", logging.ERROR)
+    assert "full" in alarm.bridge_fields["error"]  # type: ignore[attr-defined]
+    assert store.get_call("CA_new3") is not None  # still served from the queue
+
+    assert store.prune_calls(ended_before=2.0) == 40  # operator frees space
+    assert store.flush(timeout_s=10)
+    assert store.healthy
+    assert [r.call_sid for r in store.list_calls(limit=100).items] == [
+        f"CA_new{i}" for i in reversed(range(10))
+    ]
+    store.close()
+
+
+def test_queue_overflow_drops_new_calls_counts_and_logs_once(
+    db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.store")
+    store = _fast_retry_store(db_path, max_pending_writes=5)
+    dropped_before = _metric("bridge_store_dropped_writes_total")
+    locker.execute("BEGIN EXCLUSIVE")
+    accepted = [store.record_call(CallRecord(call_sid=f"CA{i}")) for i in range(8)]
+    assert accepted == [True] * 5 + [False] * 3
+    # Updates to calls already queued fold into their entry: still accepted.
+    assert store.update_call("CA0", status="completed")
+    assert not store.update_call("CA7", status="completed")
+    assert store.dropped_writes == 4
+    assert _metric("bridge_store_dropped_writes_total") == dropped_before + 4
+    assert not store.healthy
+    assert len(events(caplog, "store.queue_overflow", logging.ERROR)) == 1
+
+    locker.execute("ROLLBACK")
+    assert store.flush(timeout_s=10)
+    assert store.healthy
+    assert sorted(r.call_sid for r in store.list_calls().items) == [f"CA{i}" for i in range(5)]
+    got = store.get_call("CA0")
+    assert got is not None and got.status == "completed"
+    store.close()
+
+
+def test_close_while_locked_gives_up_after_its_timeout(
+    db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.store")
+    store = _fast_retry_store(db_path)
+    locker.execute("BEGIN EXCLUSIVE")
+    for i in range(3):
+        store.record_call(CallRecord(call_sid=f"CA{i}"))
+    assert store.close(timeout_s=0.2) == 3
+    [lost] = events(caplog, "store.close_unwritten", logging.ERROR)
+    assert lost.bridge_fields["unwritten"] == 3  # type: ignore[attr-defined]
+    assert locker.in_transaction
+
+
+def test_writer_recovers_from_a_hard_error(db_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A non-lock error (here: the calls table vanished for a while) is retried too."""
+    caplog.set_level(logging.INFO, logger="bridge.store")
+    store = _fast_retry_store(db_path)
+    store.record_call(CallRecord(call_sid="CA0"))
+    assert store.flush()
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("ALTER TABLE calls RENAME TO calls_moved")
+    store.record_call(CallRecord(call_sid="CA1"))
+    wait_until(lambda: store.write_failures >= 2)
+    assert "no such table" in events(caplog, "store.write_failing")[0].bridge_fields["error"]  # type: ignore[attr-defined]
+    other.execute("ALTER TABLE calls_moved RENAME TO calls")
+    assert store.flush(timeout_s=10)
+    assert other.execute("SELECT count(*) FROM calls").fetchone()[0] == 2
+    other.close()
+    store.close()
