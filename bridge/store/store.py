@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
+from prometheus_client import CollectorRegistry
 
 from bridge.config import StoreConfig
 from bridge.errors import InputError, StoreError
@@ -45,7 +46,7 @@ from bridge.store.records import (
     validate_call_fields,
     validate_number,
 )
-from bridge.store.writer import CallWriter, DbHandle
+from bridge.store.writer import CallWriter, DbHandle, StoreMetrics
 
 MAX_PAGE: Final = 1000
 _SQL_CHUNK: Final = 500  # stays far below SQLite's bound-parameter limit
@@ -68,6 +69,7 @@ class Store:
         retry_max_s: float = 5.0,
         linger_s: float = 0.01,
         close_timeout_s: float = 5.0,
+        registry: CollectorRegistry | None = None,
     ):
         self.path = path
         self._max_db_bytes = max_db_bytes
@@ -94,12 +96,15 @@ class Store:
             retry_initial_s=retry_initial_s,
             retry_max_s=retry_max_s,
             linger_s=linger_s,
+            metrics=StoreMetrics(registry),
         )
 
     @classmethod
-    def from_config(cls, cfg: StoreConfig) -> Store:
+    def from_config(cls, cfg: StoreConfig, registry: CollectorRegistry | None = None) -> Store:
+        """The store as configured; its metrics go to ``registry`` (the app's /metrics)."""
         return cls(
             cfg.db,
+            registry=registry,
             max_pending_writes=cfg.max_pending_writes,
             max_db_bytes=cfg.max_db_mb * 1024 * 1024 if cfg.max_db_mb else None,
         )

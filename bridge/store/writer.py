@@ -18,6 +18,7 @@ first success after it ``store.write_recovered``.  Errors other than "busy/locke
 reopen the connection on the next try, so a replaced file or remounted volume is
 picked up.  When the map is full, new calls are dropped and counted
 (``store.queue_overflow`` once per overflow streak, ``bridge_store_dropped_writes_total``).
+Metrics go to the registry the app passes (:class:`StoreMetrics`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from itertools import islice
 from typing import Any
 
 import msgspec
-from prometheus_client import Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bridge.errors import StoreError
 from bridge.log import log_event
@@ -43,15 +44,28 @@ from bridge.store.records import CallRecord
 
 logger = logging.getLogger("bridge.store")
 
-PENDING_WRITES = Gauge(
-    "bridge_store_pending_writes", "Call records with changes not yet written to SQLite"
-)
-WRITE_FAILURES = Counter(
-    "bridge_store_write_failures_total", "Failed call-record write batches (each is retried)"
-)
-DROPPED_WRITES = Counter(
-    "bridge_store_dropped_writes_total", "Call-record writes dropped because the queue was full"
-)
+
+class StoreMetrics:
+    """The writer's Prometheus metrics, in the app's registry (a private one if None)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.pending_writes = Gauge(
+            "bridge_store_pending_writes",
+            "Call records with changes not yet written to SQLite",
+            registry=r,
+        )
+        self.write_failures = Counter(
+            "bridge_store_write_failures",
+            "Failed call-record write batches (each is retried)",
+            registry=r,
+        )
+        self.dropped_writes = Counter(
+            "bridge_store_dropped_writes",
+            "Call-record writes dropped because the queue was full",
+            registry=r,
+        )
+
 
 _RETRYABLE_IN_PLACE = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 
@@ -93,6 +107,7 @@ class CallWriter:
         retry_max_s: float = 5.0,
         linger_s: float = 0.01,
         batch_size: int = 500,
+        metrics: StoreMetrics | None = None,
     ):
         self._open_handle = open_handle
         self._db_label = db_label
@@ -101,6 +116,7 @@ class CallWriter:
         self._retry_max_s = retry_max_s
         self._linger_s = linger_s
         self._batch_size = batch_size
+        self._metrics = metrics if metrics is not None else StoreMetrics()
 
         self._cond = threading.Condition(threading.Lock())
         self._pending: dict[str, PendingWrite] = {}
@@ -129,7 +145,7 @@ class CallWriter:
             if entry is None:
                 if len(self._pending) >= self._max_pending:
                     self._dropped += 1
-                    DROPPED_WRITES.inc()
+                    self._metrics.dropped_writes.inc()
                     overflow_started = not self._overflowing
                     self._overflowing = True
                     dropped = self._dropped
@@ -144,7 +160,7 @@ class CallWriter:
                     entry.fields.update(fields or {})
                 self._seq += 1
                 entry.seq = self._seq
-                PENDING_WRITES.set(len(self._pending))
+                self._metrics.pending_writes.set(len(self._pending))
                 self._cond.notify()
                 return True
         if overflow_started:
@@ -260,7 +276,7 @@ class CallWriter:
                     self._streak += 1
                     first = self._streak == 1
                     pending = len(self._pending)
-                WRITE_FAILURES.inc()
+                self._metrics.write_failures.inc()
                 if first:
                     streak_started = time.monotonic()
                     log_event(
@@ -285,7 +301,7 @@ class CallWriter:
                 if self._overflowing and len(self._pending) < self._max_pending:
                     self._overflowing = False
                 pending = len(self._pending)
-                PENDING_WRITES.set(pending)
+                self._metrics.pending_writes.set(pending)
                 self._cond.notify_all()
             delay, retry_at = self._retry_initial_s, 0.0
             for sid in unknown:

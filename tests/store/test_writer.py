@@ -6,15 +6,15 @@ import logging
 import sqlite3
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from bridge.store import CallRecord, Store
 
 from .conftest import events, wait_until
 
 
-def _metric(name: str) -> float:
-    return REGISTRY.get_sample_value(name) or 0.0
+def _metric(registry: CollectorRegistry, name: str) -> float:
+    return registry.get_sample_value(name) or 0.0
 
 
 def _fast_retry_store(path: str, **kw: object) -> Store:
@@ -32,8 +32,8 @@ def test_locked_database_queues_alarms_once_and_recovers(
     db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.store")
-    store = _fast_retry_store(db_path)
-    failures_before = _metric("bridge_store_write_failures_total")
+    registry = CollectorRegistry()
+    store = _fast_retry_store(db_path, registry=registry)
     locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
 
     for i in range(20):
@@ -49,7 +49,8 @@ def test_locked_database_queues_alarms_once_and_recovers(
     [alarm] = events(caplog, "store.write_failing", logging.ERROR)
     assert "locked" in alarm.bridge_fields["error"]  # type: ignore[attr-defined]
     assert alarm.bridge_fields["db"] == db_path  # type: ignore[attr-defined]
-    assert _metric("bridge_store_write_failures_total") >= failures_before + 3
+    assert _metric(registry, "bridge_store_write_failures_total") >= 3
+    assert _metric(registry, "bridge_store_pending_writes") == 20
     # Read-your-writes while nothing reached the disk.
     got = store.get_call("CA7")
     assert got is not None and got.bytes_in == 1120
@@ -123,8 +124,8 @@ def test_queue_overflow_drops_new_calls_counts_and_logs_once(
     db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.store")
-    store = _fast_retry_store(db_path, max_pending_writes=5)
-    dropped_before = _metric("bridge_store_dropped_writes_total")
+    registry = CollectorRegistry()
+    store = _fast_retry_store(db_path, max_pending_writes=5, registry=registry)
     locker.execute("BEGIN EXCLUSIVE")
     accepted = [store.record_call(CallRecord(call_sid=f"CA{i}")) for i in range(8)]
     assert accepted == [True] * 5 + [False] * 3
@@ -132,7 +133,7 @@ def test_queue_overflow_drops_new_calls_counts_and_logs_once(
     assert store.update_call("CA0", status="completed")
     assert not store.update_call("CA7", status="completed")
     assert store.dropped_writes == 4
-    assert _metric("bridge_store_dropped_writes_total") == dropped_before + 4
+    assert _metric(registry, "bridge_store_dropped_writes_total") == 4
     assert not store.healthy
     assert len(events(caplog, "store.queue_overflow", logging.ERROR)) == 1
 
