@@ -1,0 +1,207 @@
+"""Call limits (pure, clock passed in): maximum duration, caller silence, concurrency caps.
+
+* :class:`DurationLimit`: warns the agent ``duration_warning_s`` before
+  ``max_call_duration_s`` (so it can wrap up, as a contextual update), then ends the call.
+* :class:`SilenceWatch`: ends the call when no caller audio reached
+  ``silence_threshold_dbfs`` for ``silence_timeout_s``.  Twilio sends media frames even
+  when the caller says nothing (line noise or digital silence), so "no frames" is not
+  the signal: the energy in them is.
+* :class:`Admission`: per-number and global caps on calls at once.  The voice webhook
+  asks before answering with a stream; past a cap the caller gets
+  :func:`over_capacity_twiml`: a busy signal (``<Reject reason="busy">``: the caller is
+  not billed and the carrier plays busy) or a short message and a hang-up.
+
+Each watcher exposes ``deadline()`` (when its driver should next call ``poll``, or
+None) and ``poll(now)`` (what happened), so one timer per call can serve all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+from twilio.twiml.voice_response import VoiceResponse
+
+LimitName = Literal["max_duration", "silence"]
+
+
+@dataclass(frozen=True)
+class DurationWarning:
+    remaining_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class LimitReached:
+    limit: LimitName
+    after_s: float  # call time when the limit struck (duration) or silence length (silence)
+
+
+LimitEvent = DurationWarning | LimitReached
+
+
+def warning_text(remaining_s: float) -> str:
+    secs = max(1, round(remaining_s))
+    return (
+        f"This call reaches its maximum length in about {secs} seconds and will then be "
+        "ended automatically. Wrap up the conversation politely now."
+    )
+
+
+class DurationLimit:
+    """Max call duration; ``max_s`` 0 disables it (then ``deadline`` is always None)."""
+
+    def __init__(self, max_s: float, warn_s: float, started_at: float):
+        self.max_s = max_s
+        self.started_at = started_at
+        self.warn_at = started_at + max(0.0, max_s - warn_s) if max_s > 0 and warn_s > 0 else None
+        self.end_at = started_at + max_s if max_s > 0 else None
+        self._warned = False
+        self._ended = False
+
+    def deadline(self) -> float | None:
+        if self.end_at is None or self._ended:
+            return None
+        if self.warn_at is not None and not self._warned and self.warn_at < self.end_at:
+            return self.warn_at
+        return self.end_at
+
+    def poll(self, now: float) -> list[LimitEvent]:
+        out: list[LimitEvent] = []
+        if self.end_at is None or self._ended:
+            return out
+        if (
+            self.warn_at is not None
+            and not self._warned
+            and now >= self.warn_at
+            and now < self.end_at
+        ):
+            self._warned = True
+            remaining = self.end_at - now
+            out.append(DurationWarning(remaining, warning_text(remaining)))
+        if now >= self.end_at:
+            self._ended = True
+            out.append(LimitReached("max_duration", now - self.started_at))
+        return out
+
+
+FULL_SCALE: Final = 32768.0
+
+
+def level_dbfs(pcm: npt.ArrayLike) -> float:
+    """RMS level of 16-bit samples relative to full scale (-inf for digital silence)."""
+    x = np.asarray(pcm, dtype=np.float64)
+    if x.size == 0:
+        return -math.inf
+    rms = float(np.sqrt(np.mean(x * x)))
+    return -math.inf if rms == 0 else 20 * math.log10(rms / FULL_SCALE)
+
+
+class SilenceWatch:
+    """Caller silence; ``timeout_s`` 0 disables it."""
+
+    def __init__(self, timeout_s: float, threshold_dbfs: float, started_at: float):
+        self.timeout_s = timeout_s
+        self.threshold_dbfs = threshold_dbfs
+        self.last_voice = started_at
+        self._ended = False
+
+    def heard(self, level: float, now: float) -> None:
+        """Caller audio of ``level`` dBFS arrived at ``now``."""
+        if level >= self.threshold_dbfs:
+            self.last_voice = max(self.last_voice, now)
+
+    def heard_pcm(self, pcm: npt.ArrayLike, now: float) -> None:
+        self.heard(level_dbfs(pcm), now)
+
+    def deadline(self) -> float | None:
+        if self.timeout_s <= 0 or self._ended:
+            return None
+        return self.last_voice + self.timeout_s
+
+    def poll(self, now: float) -> list[LimitEvent]:
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return []
+        self._ended = True
+        return [LimitReached("silence", now - self.last_voice)]
+
+
+# --------------------------------------------------------------------------- admission
+
+
+@dataclass(frozen=True)
+class Admitted:
+    call_sid: str
+    number: str | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    scope: Literal["global", "number"]
+    limit: int
+    number: str | None
+
+    @property
+    def reason(self) -> str:
+        if self.scope == "global":
+            return f"{self.limit} concurrent calls in total (max_concurrent_calls)"
+        return f"{self.limit} concurrent calls on {self.number} (max_concurrent_calls_per_number)"
+
+
+class Admission:
+    """Who is on the line now.  ``number`` is always *our* number (To inbound, From out).
+
+    ``admit`` is idempotent per call SID (Twilio retries webhooks; an outbound call is
+    admitted when placed and again when its stream arrives), and ``release`` of an
+    unknown SID is a no-op, so every end path may call it.  A cap of 0 means no cap.
+    """
+
+    def __init__(self, max_global: int = 0, max_per_number: int = 0):
+        self.max_global = max_global
+        self.max_per_number = max_per_number
+        self._calls: dict[str, tuple[str | None, float]] = {}
+
+    def admit(self, call_sid: str, number: str | None, now: float = 0.0) -> Admitted | Refused:
+        if call_sid in self._calls:
+            return Admitted(call_sid, self._calls[call_sid][0])
+        if self.max_global and len(self._calls) >= self.max_global:
+            return Refused("global", self.max_global, number)
+        if self.max_per_number and number is not None:
+            on_number = sum(1 for n, _ in self._calls.values() if n == number)
+            if on_number >= self.max_per_number:
+                return Refused("number", self.max_per_number, number)
+        self._calls[call_sid] = (number, now)
+        return Admitted(call_sid, number)
+
+    def release(self, call_sid: str) -> bool:
+        return self._calls.pop(call_sid, None) is not None
+
+    def active(self, number: str | None = None) -> int:
+        if number is None:
+            return len(self._calls)
+        return sum(1 for n, _ in self._calls.values() if n == number)
+
+    def expire(self, now: float, max_age_s: float) -> list[str]:
+        """Forget calls admitted longer ago than ``max_age_s`` (a missed release)."""
+        old = [sid for sid, (_, at) in self._calls.items() if now - at > max_age_s]
+        for sid in old:
+            del self._calls[sid]
+        return old
+
+    def __contains__(self, call_sid: object) -> bool:
+        return call_sid in self._calls
+
+
+def over_capacity_twiml(mode: Literal["reject", "message"], message: str) -> str:
+    """What a caller over a cap gets: a busy signal, or ``message`` then a hang-up."""
+    r = VoiceResponse()
+    if mode == "reject":
+        r.reject(reason="busy")
+    else:
+        r.say(message)
+        r.hangup()
+    return str(r)
