@@ -89,7 +89,23 @@ class UpstreamError(BridgeError):
 
 
 class PlatformApiError(UpstreamError):
-    """The Agents Platform REST API failed."""
+    """The Agents Platform REST API failed.
+
+    ``detail`` is the ``detail`` member of the error body exactly as the platform sent it
+    (for a 422, the list of ``{loc, msg, type}`` validation errors), for showing verbatim.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        code: int | str | None = None,
+        detail: object = None,
+    ):
+        super().__init__(message, status=status, request_id=request_id, code=code)
+        self.detail = detail
 
 
 class TwilioApiError(UpstreamError):
