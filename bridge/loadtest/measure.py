@@ -1,0 +1,167 @@
+"""From what the synthetic caller recorded to one :class:`CallRecord` (pure).
+
+The caller (``bridge.emulator.twilio``) records everything in call-time seconds since
+its own ``t0``; this module converts to the run's clock, feeds the echo aligner as the
+call goes (``poll``, once a second from the runner) and classifies the end (``finish``).
+
+Outcome rules:
+
+* no stream ever opened (webhook failed, TwiML without ``<Connect><Stream>``, upgrade
+  refused) → ``failed_to_connect`` with the caller's reason;
+* the bridge ended the stream first (close or protocol error) → ``dropped``, except on
+  a loopback call where nothing was ever heard back: the agent never answered, which
+  is ``failed_to_connect: no agent audio``;
+* the caller hung up as its script says → ``completed``.
+"""
+
+from __future__ import annotations
+
+from bridge.emulator.twilio.program import Outcome
+from bridge.emulator.twilio.records import CallResult, StreamRecord
+from bridge.loadtest.align import EchoAligner
+from bridge.loadtest.model import CallOutcome, CallRecord
+from bridge.loadtest.scenario import CallPlan
+
+
+class CallMeter:
+    """Live measurement of one call; ``poll`` as often as wanted, ``finish`` once."""
+
+    def __init__(self, plan: CallPlan, phase: int, run_t0: float) -> None:
+        self.plan = plan
+        self.phase = phase
+        self.run_t0 = run_t0
+        self.aligner = EchoAligner(plan.probe) if plan.probe is not None else None
+        self._frames_fed = 0
+        self._media_fed = 0
+        self._segments_fed = 0
+
+    def _run_time(self, result: CallResult, call_t: float) -> float:
+        return result.t0 + call_t / result.speed - self.run_t0
+
+    def poll(self, result: CallResult) -> None:
+        """Feed the aligner what the caller recorded since the last poll."""
+        stream = result.stream
+        if self.aligner is None or stream is None:
+            return
+        probe_frames = self.aligner.probe.frames
+        frames = stream.frames
+        while self._frames_fed < len(frames) and self._frames_fed < probe_frames:
+            f = frames[self._frames_fed]
+            # The probe is the script's first step: frame k carries probe bytes 160k…
+            self.aligner.sent(f.offset // 160, self._run_time(result, f.t))
+            self._frames_fed += 1
+        # Heard audio: playout segments, in arrival order, one per non-empty media
+        # message; the arrival time is the media message's, not the playout start.
+        segments = stream.heard
+        received = stream.received
+        while self._segments_fed < len(segments):
+            while self._media_fed < len(received) and (
+                received[self._media_fed].event != "media" or received[self._media_fed].size == 0
+            ):
+                self._media_fed += 1
+            if self._media_fed >= len(received):
+                break
+            arrived = self._run_time(result, received[self._media_fed].t)
+            self.aligner.heard(segments[self._segments_fed].data, arrived)
+            self._segments_fed += 1
+            self._media_fed += 1
+        self.aligner.advance()
+
+    def latency_p99_ms(self) -> float | None:
+        if self.aligner is None or not self.aligner.latencies:
+            return None
+        lat = sorted(self.aligner.latencies)
+        return lat[min(len(lat) - 1, max(0, -(-99 * len(lat) // 100) - 1))] * 1000
+
+    def finish(self, result: CallResult, reason_if_cut: str | None = None) -> CallRecord:
+        """The call's record; ``reason_if_cut`` when the runner had to cancel it."""
+        self.poll(result)
+        echo = None
+        if self.aligner is not None:
+            self.aligner.advance(final=True)
+            echo = self.aligner.result()
+        stream = result.stream
+        outcome, reason = classify(
+            result, stream, self.plan.scenario, echo is not None and echo.frames_matched > 0
+        )
+        if reason_if_cut is not None:
+            outcome, reason = CallOutcome.DROPPED, reason_if_cut
+        webhook = result.webhook
+        webhook_ms = None
+        if webhook is not None and webhook.status == 200 and webhook.error is None:
+            webhook_ms = getattr(webhook, "duration_s", None)
+            webhook_ms = None if webhook_ms is None else webhook_ms * 1000
+        first_audio_ms = None
+        media = [r for r in stream.received if r.event == "media" and r.size] if stream else []
+        if stream is not None and stream.started_at is not None and media:
+            first_audio_ms = (media[0].t - stream.started_at) / result.speed * 1000
+        stream_s = 0.0
+        if stream is not None and stream.started_at is not None and stream.ended_at is not None:
+            stream_s = (stream.ended_at - stream.started_at) / result.speed
+        started = self._run_time(result, 0.0)
+        ended_call_t = (
+            result.ended_at
+            if result.ended_at is not None
+            else (stream.ended_at if stream is not None and stream.ended_at is not None else 0.0)
+        )
+        return CallRecord(
+            index=self.plan.index,
+            phase=self.phase,
+            scenario=self.plan.scenario,
+            agent_format=self.plan.agent_format,
+            outcome=outcome,
+            reason=reason,
+            started_at=started,
+            ended_at=self._run_time(result, ended_call_t),
+            call_sid=result.call_sid,
+            webhook_ms=webhook_ms,
+            first_audio_ms=first_audio_ms,
+            stream_s=stream_s,
+            media_sent=len(stream.frames) if stream else 0,
+            media_received=len(media),
+            bytes_sent=stream.inbound_audio_sent() if stream else 0,
+            bytes_received=sum(r.size for r in media),
+            clears=len(stream.clears) if stream else 0,
+            barge_in_ms=barge_in_delays(result, stream),
+            echo=echo,
+            latency_p99_ms=self.latency_p99_ms(),
+        )
+
+
+def classify(
+    result: CallResult, stream: StreamRecord | None, scenario: str, heard_back: bool
+) -> tuple[CallOutcome, str]:
+    if stream is None:
+        why = result.reason or (result.outcome.value if result.outcome else "no stream")
+        return CallOutcome.FAILED_TO_CONNECT, why
+    if stream.ended_by == "handshake":
+        return CallOutcome.FAILED_TO_CONNECT, stream.error or "stream upgrade failed"
+    if stream.ended_by == "caller":
+        if result.outcome is Outcome.FAILED:
+            return CallOutcome.DROPPED, result.reason or "call failed"
+        return CallOutcome.COMPLETED, "caller hung up"
+    detail = stream.error or f"close code {stream.close_code}"
+    if scenario == "loopback" and not heard_back:
+        return (
+            CallOutcome.FAILED_TO_CONNECT,
+            f"no agent audio ({stream.ended_by} ended the stream: {detail})",
+        )
+    return CallOutcome.DROPPED, f"{stream.ended_by or 'bridge'} ended the stream: {detail}"
+
+
+def barge_in_delays(result: CallResult, stream: StreamRecord | None) -> tuple[float, ...]:
+    """Each barge-in (caller starts talking over the agent) → the next ``clear``, in ms."""
+    if stream is None:
+        return ()
+    clears = sorted(r.t for r in stream.received if r.event == "clear")
+    out: list[float] = []
+    j = 0
+    for ev in result.script_events:
+        if ev.kind != "barge-in":
+            continue
+        while j < len(clears) and clears[j] < ev.t:
+            j += 1
+        if j < len(clears):
+            out.append((clears[j] - ev.t) / result.speed * 1000)
+            j += 1
+    return tuple(out)
