@@ -15,7 +15,8 @@ expected and what came, never a secret.
     │   ├── PlatformApiError       Agents Platform REST
     │   └── TwilioApiError         Twilio REST
     ├── InputError             a request to our own API is invalid (names the field)
-    └── StoreError             the local SQLite store failed
+    ├── StoreError             the local SQLite store failed
+    └── PartialFailure         a multi-step admin operation failed part way (what was undone)
 """
 
 from __future__ import annotations
@@ -124,3 +125,20 @@ class InputError(BridgeError):
 
 class StoreError(BridgeError):
     """The SQLite store could not be read or written."""
+
+
+class PartialFailure(BridgeError):
+    """A multi-step operation (e.g. importing a number) failed at one step.
+
+    ``cause`` is the step's own error; the steps done before it were undone in reverse
+    order (``undone``), except those whose undo failed too (``left_done``), so the
+    caller knows exactly what state remains.
+    """
+
+    def __init__(self, step: str, cause: BridgeError, undone: list[str], left_done: list[str]):
+        self.step = step
+        self.cause = cause
+        self.undone = undone
+        self.left_done = left_done
+        tail = f"; still done: {', '.join(left_done)}" if left_done else ""
+        super().__init__(f"{step} failed: {cause}; undone: {', '.join(undone) or 'nothing'}{tail}")

@@ -1,0 +1,233 @@
+"""Typed bodies of the admin API: what it accepts and what it answers.
+
+Requests are decoded straight into these Structs (:func:`bridge.admin.decode.decode_body`),
+so a body that decodes is a body that is valid; the OpenAPI document is generated from
+the same Structs (:mod:`bridge.admin.openapi`), so the two cannot drift apart.
+
+Patterns are written for both sides: ``[0-9]`` rather than ``\\d`` (Python's ``\\d`` also
+matches non-ASCII digits), and the ``__post_init__`` checks cover what a JSON Schema
+pattern cannot say (``$`` in Python also matches before a trailing newline).
+
+Responses reuse the store's records (:class:`~bridge.store.NumberRecord`,
+:class:`~bridge.store.CallRecord`, :class:`~bridge.store.CallPage`) as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from bridge.store import NumberRecord
+
+E164_PATTERN: Final = r"^\+[1-9][0-9]{1,14}$"
+AGENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
+# Dynamic variable names; ``system__`` names are the platform's own (checked below).
+VARIABLE_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+LANGUAGE_PATTERN: Final = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+TWILIO_NUMBER_SID_PATTERN: Final = r"^PN[0-9a-fA-F]{32}$"
+RESERVED_VARIABLE_PREFIX: Final = "system__"
+
+E164 = Annotated[
+    str,
+    msgspec.Meta(pattern=E164_PATTERN, description="E.164 number", examples=["+14155550100"]),
+]
+AgentId = Annotated[
+    str,
+    msgspec.Meta(pattern=AGENT_ID_PATTERN, description="Agents Platform agent id"),
+]
+Language = Annotated[
+    str, msgspec.Meta(pattern=LANGUAGE_PATTERN, description="language code such as en or pt-br")
+]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+Variables = Annotated[
+    dict[
+        Annotated[str, msgspec.Meta(pattern=VARIABLE_PATTERN)],
+        Annotated[str, msgspec.Meta(max_length=1000)],
+    ],
+    msgspec.Meta(
+        max_length=64,
+        description="dynamic variables sent to the agent on every call to this number "
+        "(names may not start with system__)",
+    ),
+]
+TwilioNumberSid = Annotated[str, msgspec.Meta(pattern=TWILIO_NUMBER_SID_PATTERN)]
+PhoneNumberId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+def _check_e164(field: str, value: object) -> None:
+    # A JSON Schema pattern's "$" and Python's both let "\n" through at the end.
+    if isinstance(value, str) and value != value.strip():
+        raise ValueError(f"`{field}` must be an E.164 number without surrounding whitespace")
+
+
+def _check_variables(value: object) -> None:
+    if isinstance(value, dict):
+        for name in value:
+            if name.startswith(RESERVED_VARIABLE_PREFIX):
+                raise ValueError(
+                    f"`dynamic_variables` name {name!r} is reserved "
+                    f"(names starting with {RESERVED_VARIABLE_PREFIX} belong to the platform)"
+                )
+
+
+def _check_languageish(field: str, value: object) -> None:
+    if isinstance(value, str) and value != value.strip():
+        raise ValueError(f"`{field}` must not have surrounding whitespace")
+
+
+class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+class ImportNumber(_Request):
+    """``POST /admin/numbers``: bring a Twilio number under this bridge."""
+
+    number: E164
+    label: Label | None = None
+    agent_id: AgentId | None = None
+    # Point the Twilio number's voice URL and status callback at this bridge.
+    configure_twilio: bool = True
+    # The Twilio IncomingPhoneNumber SID; looked up by number when not given.
+    twilio_number_sid: TwilioNumberSid | None = None
+    first_message: Text | None = None
+    language: Language | None = None
+    dynamic_variables: Variables = msgspec.field(default_factory=dict)
+    fallback_number: E164 | None = None
+
+    def __post_init__(self) -> None:
+        _check_e164("number", self.number)
+        _check_e164("fallback_number", self.fallback_number)
+        _check_languageish("language", self.language)
+        _check_variables(self.dynamic_variables)
+
+
+class UpdateNumber(_Request):
+    """``PATCH /admin/numbers/{id}``: a field left out is unchanged; ``null`` clears it.
+
+    ``agent_id: null`` unassigns the agent (calls then follow the static routes or the
+    default agent).
+    """
+
+    agent_id: AgentId | UnsetType | None = UNSET
+    first_message: Text | UnsetType | None = UNSET
+    language: Language | UnsetType | None = UNSET
+    dynamic_variables: Variables | UnsetType | None = UNSET
+    fallback_number: E164 | UnsetType | None = UNSET
+
+    def __post_init__(self) -> None:
+        _check_e164("fallback_number", self.fallback_number)
+        _check_languageish("language", self.language)
+        _check_variables(self.dynamic_variables)
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, by name (``dynamic_variables: null`` means ``{}``)."""
+        out = {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not UNSET}
+        if "dynamic_variables" in out and out["dynamic_variables"] is None:
+            out["dynamic_variables"] = {}
+        return out
+
+
+class NumberList(msgspec.Struct, kw_only=True):
+    items: list[NumberRecord]
+
+
+class TwilioSetup(msgspec.Struct, kw_only=True):
+    """What the Twilio number was pointed at, and what it pointed at before."""
+
+    number_sid: str
+    voice_url: str | None
+    status_callback: str | None
+    previous_voice_url: str | None = None
+    previous_status_callback: str | None = None
+
+
+class ImportResult(msgspec.Struct, kw_only=True):
+    number: NumberRecord
+    # None when ``configure_twilio`` was false.
+    twilio: TwilioSetup | None = None
+
+
+class DeleteResult(msgspec.Struct, kw_only=True):
+    number: str
+    phone_number_id: str | None
+    # False when the platform no longer had the number (already deleted there).
+    platform_deleted: bool
+    # Set when the Twilio voice URL was restored.
+    twilio: TwilioSetup | None = None
+
+
+# --------------------------------------------------------------------------- agents
+
+
+class CreateAgent(_Request):
+    """``POST /admin/agents``: a telephony-ready agent (ulaw_8000 both ways, end_call on)."""
+
+    name: Label
+    prompt: Annotated[str, msgspec.Meta(min_length=1, max_length=20000)]
+    first_message: Text | None = None
+    language: Language = "en"
+    voice_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+
+    def __post_init__(self) -> None:
+        _check_languageish("language", self.language)
+        if not self.name.strip():
+            raise ValueError("`name` must not be blank")
+        if not self.prompt.strip():
+            raise ValueError("`prompt` must not be blank")
+
+
+class AgentInfo(msgspec.Struct, kw_only=True):
+    agent_id: str
+    name: str
+    created_at: float | None = None
+
+
+class AgentList(msgspec.Struct, kw_only=True):
+    items: list[AgentInfo]
+
+
+# --------------------------------------------------------------------------- calls
+
+
+class HangupResult(msgspec.Struct, kw_only=True):
+    call_sid: str
+    # "hanging_up": the live call was told to end (it ends within the goodbye timeout).
+    status: Literal["hanging_up"] = "hanging_up"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class UpstreamInfo(msgspec.Struct, kw_only=True):
+    """A failed upstream request, as far as it may be shown (never credentials)."""
+
+    service: Literal["platform", "twilio"]
+    status: int | None
+    message: str
+    request_id: str | None = None
+    code: int | str | None = None
+
+
+class Rollback(msgspec.Struct, kw_only=True):
+    """A multi-step operation that failed part way: which steps were undone, which stay."""
+
+    undone: list[str]
+    left_done: list[str]
+
+
+class ErrorInfo(msgspec.Struct, kw_only=True):
+    # The request field at fault (``body`` for an unreadable body), None if none is.
+    field: str | None
+    message: str
+    upstream: UpstreamInfo | None = None
+    rollback: Rollback | None = None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    error: ErrorInfo
