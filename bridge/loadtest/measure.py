@@ -88,9 +88,10 @@ class CallMeter:
             outcome, reason = CallOutcome.DROPPED, reason_if_cut
         webhook = result.webhook
         webhook_ms = None
-        if webhook is not None and webhook.status == 200 and webhook.error is None:
-            webhook_ms = getattr(webhook, "duration_s", None)
-            webhook_ms = None if webhook_ms is None else webhook_ms * 1000
+        if webhook is not None and webhook.error is None and result.answered_at is not None:
+            # The caller stamps the request when it sends it and answers the call as soon
+            # as the TwiML is parsed: the difference is POST → TwiML.
+            webhook_ms = (result.answered_at - webhook.t) / result.speed * 1000
         first_audio_ms = None
         media = [r for r in stream.received if r.event == "media" and r.size] if stream else []
         if stream is not None and stream.started_at is not None and media:
