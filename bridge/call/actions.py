@@ -1,0 +1,145 @@
+"""What a :class:`~bridge.call.session.CallSession` asks its driver to do.
+
+The session is sans-I/O: it never touches a socket, a timer or a task.  Audio and
+protocol frames go into its two outbound :class:`~bridge.call.frames.FrameQueue`\\ s;
+everything else it wants done is one of the actions below, collected in order and
+taken by the driver with :meth:`CallSession.take_actions`.
+
+A :class:`Disposition` says what the phone call does once the media stream is closed:
+Twilio asks ``POST /twilio/after-stream`` (the ``<Connect action>``) and the answer is
+built from it: hang up, say an apology and hang up, or dial another number.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class EndReason(enum.Enum):
+    CALLER_HANGUP = "caller_hangup"  # Twilio sent stop or closed the socket
+    AGENT_ENDED = "agent_ended"  # the agent closed its socket normally (1000)
+    AGENT_END_CALL = "agent_end_call"  # the agent called end_call (client or system tool)
+    AGENT_FAILED = "agent_failed"  # connect error, abnormal close, unusable formats
+    TRANSFER = "transfer"  # a tool handed the call to another number
+    ADMIN_HANGUP = "admin_hangup"  # the admin API (or another bridge part) hung up
+    TWILIO_PROTOCOL = "twilio_protocol"  # too many malformed frames from the caller side
+    NO_START = "no_start"  # the stream never sent 'start'
+    SHUTDOWN = "shutdown"  # the bridge is stopping
+    VOICEMAIL = "voicemail"  # an answering machine picked up an outbound call
+    MAX_DURATION = "max_duration"  # the call reached its length limit
+    SILENCE = "silence"  # the caller said nothing for too long
+
+
+# --------------------------------------------------------------------------- dispositions
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """End the phone call."""
+
+
+@dataclass(frozen=True)
+class Apology:
+    """Say ``text`` to the caller, then hang up."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Dial ``number`` (E.164 or a SIP URI) and bridge the caller to it."""
+
+    number: str
+    caller_id: str | None = None
+    timeout_s: int | None = None
+
+
+Disposition = Hangup | Apology | Transfer
+HANGUP = Hangup()
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class ConnectAgent:
+    """Open the conversation WebSocket for ``agent_id``; report back with
+    ``agent_connected`` / ``agent_closed``."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class CloseAgent:
+    code: int = 1000
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    """(Re)arm timer ``name``: ``timer_fired(name)`` after ``delay_s`` unless cancelled."""
+
+    name: str
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    name: str
+
+
+@dataclass(frozen=True)
+class RunTool:
+    """Run client tool ``name``; report back with ``tool_finished(tool_call_id, …)``."""
+
+    name: str
+    tool_call_id: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CallerDtmf:
+    """The caller pressed a key (handed to the driver's keypad handler, if any)."""
+
+    digit: str
+
+
+@dataclass(frozen=True)
+class EndStream:
+    """Send what is queued to Twilio, then close the media stream.
+
+    ``disposition`` is what the call does next (see module docstring); ``hangup_rest``
+    asks for a Twilio REST ``Status=completed`` as well, when credentials exist.
+    """
+
+    disposition: Disposition
+    hangup_rest: bool
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """Fields of the call's :class:`~bridge.store.records.CallRecord` that changed."""
+
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The call is over on both sides; the driver stops its tasks. Always the last action."""
+
+    reason: EndReason
+    summary: dict[str, Any]
+
+
+Action = (
+    ConnectAgent
+    | CloseAgent
+    | StartTimer
+    | CancelTimer
+    | RunTool
+    | CallerDtmf
+    | EndStream
+    | UpdateRecord
+    | Finished
+)

@@ -1,0 +1,388 @@
+"""The asyncio driver of one :class:`~bridge.call.session.CallSession`.
+
+It owns everything with a lifetime: the Twilio WebSocket (Starlette), the agent's
+conversation socket (``websockets`` client), one writer task per socket, the timers,
+and the tool tasks.  It feeds the session what happens and carries out its actions;
+every decision is the session's.
+
+Tasks per call: the Twilio reader, the Twilio writer, the agent task (connect, then
+read) with its writer, plus short-lived tool / REST tasks.  The writers wait on an
+``asyncio.Event`` that the driver sets when the session queued frames, so the per-frame
+cost is a parse, the session's work and one ``send``: no queue hand-offs, no logging.
+
+When the session reports :class:`~bridge.call.actions.Finished`, :meth:`CallDriver.run`
+lets the stream close (bounded), then cancels and awaits whatever is left: no task,
+socket or resampler outlives the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+import msgspec
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from bridge.call.actions import (
+    HANGUP,
+    Action,
+    CallerDtmf,
+    CancelTimer,
+    CloseAgent,
+    ConnectAgent,
+    Disposition,
+    EndReason,
+    EndStream,
+    Finished,
+    RunTool,
+    StartTimer,
+    UpdateRecord,
+)
+from bridge.call.plan import CallPlan, plan_for_stream
+from bridge.call.services import CallServices, CallWatcher
+from bridge.call.session import CallSession
+from bridge.convai.messages import parse_server
+from bridge.errors import BridgeError, ConvaiProtocolError, PlatformApiError, TwilioProtocolError
+from bridge.log import log_event
+from bridge.store.records import CallRecord
+from bridge.twilio.media import Media, binary_frame_error, parse_from_twilio
+
+logger = logging.getLogger("bridge.call")
+
+STREAM_CLOSE_GRACE_S = 5.0  # flushing the last frames and closing the Twilio socket
+READER_GRACE_S = 2.0  # Twilio's answer to our close
+AGENT_CLOSE_GRACE_S = 2.0  # the agent's answer to our close
+_CLEAN_REASONS = frozenset(
+    {
+        EndReason.CALLER_HANGUP,
+        EndReason.AGENT_ENDED,
+        EndReason.AGENT_END_CALL,
+        EndReason.TRANSFER,
+        EndReason.ADMIN_HANGUP,
+    }
+)
+
+
+class CallDriver:
+    """Runs one call; also the call's :class:`~bridge.call.tools.CallControl`."""
+
+    def __init__(self, ws: WebSocket, services: CallServices):
+        self.ws = ws
+        self.services = services
+        self.session = CallSession(services.settings, self._plan, services.tools.names)
+        self._loop = asyncio.get_running_loop()
+        self._twilio_ready = asyncio.Event()
+        self._agent_ready = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._stream_closed = asyncio.Event()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._agent_task: asyncio.Task[None] | None = None
+        self._agent_conn: ClientConnection | None = None
+        self._end_stream: EndStream | None = None
+        self._registered = False
+        self._recorded = False
+        self._watcher: CallWatcher | None = None
+        self.result: Finished | None = None
+
+    def _plan(self, params: Mapping[str, str]) -> CallPlan | None:
+        return plan_for_stream(params, self.services.routing)
+
+    # ------------------------------------------------------------------ CallControl
+
+    @property
+    def call_sid(self) -> str:
+        return self.session.call_sid
+
+    @property
+    def stream_sid(self) -> str:
+        return self.session.stream_sid
+
+    @property
+    def agent_id(self) -> str:
+        return self.session.agent_id
+
+    @property
+    def parameters(self) -> Mapping[str, str]:
+        return self.session.parameters
+
+    def end_call(
+        self,
+        reason: EndReason = EndReason.AGENT_END_CALL,
+        disposition: Disposition = HANGUP,
+        *,
+        wait_for_playout: bool = True,
+    ) -> None:
+        self.session.request_end(reason, disposition, wait_for_playout=wait_for_playout)
+        self._pump()
+
+    def send_to_agent(self, message: msgspec.Struct) -> None:
+        self.session.send_to_agent(message)
+        self._pump()
+
+    def play_to_caller(self, ulaw: bytes, label: str) -> None:
+        self.session.play_to_caller(ulaw, label)
+        self._pump()
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def run(self) -> None:
+        """Drive the call until it is over on both sides (the socket is accepted)."""
+        writer = asyncio.create_task(self._write_twilio(), name="twilio-writer")
+        reader = asyncio.create_task(self._read_twilio(), name="twilio-reader")
+        self._pump()  # the session's start-timeout timer
+        try:
+            await self._finished.wait()
+            if self._end_stream is not None:
+                await asyncio.wait([writer], timeout=STREAM_CLOSE_GRACE_S)
+            await asyncio.wait([reader], timeout=READER_GRACE_S)
+        finally:
+            if not self.session.ended:  # cancelled from outside: the server is stopping
+                self.session.request_end(EndReason.SHUTDOWN, wait_for_playout=False)
+                self._pump()
+            await self._cleanup(reader, writer)
+
+    async def _cleanup(self, *loops: asyncio.Task[None]) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for t in loops:
+            t.cancel()
+        conn = self._agent_conn
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(AGENT_CLOSE_GRACE_S):
+                    await conn.close()
+        if self._agent_task is not None:
+            self._agent_task.cancel()
+        # REST hang-ups get their own timeout; tools are abandoned with the call.
+        rest = [t for t in self._tasks if t.get_name() == "rest-hangup"]
+        if rest:
+            await asyncio.wait(rest, timeout=self.services.config.platform.request_timeout_s)
+        for t in self._tasks:
+            t.cancel()
+        leftovers = [*loops, *self._tasks]
+        if self._agent_task is not None:
+            leftovers.append(self._agent_task)
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        if self._registered:
+            self.services.calls.remove(self.session.call_sid)
+            self.services.metrics.active_calls.dec()
+        if self._watcher is not None:
+            self._watcher.ended()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ session I/O
+
+    def _pump(self) -> None:
+        """Carry out what the session asked for; wake the writers if frames are queued."""
+        s = self.session
+        if s.has_actions:
+            for action in s.take_actions():
+                self._do(action)
+            if not self._registered and s.call_sid and not s.ended:
+                self._registered = True
+                self.services.calls.add(self)
+                self.services.metrics.active_calls.inc()
+                if self.services.watch is not None:
+                    self._watcher = self.services.watch(self)
+        if len(s.to_twilio):
+            self._twilio_ready.set()
+        if len(s.to_agent):
+            self._agent_ready.set()
+
+    def _do(self, action: Action) -> None:
+        match action:
+            case ConnectAgent(agent_id=agent_id):
+                self._agent_task = asyncio.create_task(self._run_agent(agent_id), name="agent")
+            case CloseAgent(code=code, reason=reason):
+                if self._agent_conn is not None:
+                    self._spawn(self._agent_conn.close(code, reason), "agent-close")
+                elif self._agent_task is not None:
+                    self._agent_task.cancel()  # still connecting
+            case StartTimer(name=name, delay_s=delay):
+                if (old := self._timers.pop(name, None)) is not None:
+                    old.cancel()
+                self._timers[name] = self._loop.call_later(delay, self._fire, name)
+            case CancelTimer(name=name):
+                if (old := self._timers.pop(name, None)) is not None:
+                    old.cancel()
+            case RunTool():
+                self._spawn(self._run_tool(action), f"tool-{action.name}")
+            case CallerDtmf(digit=digit):
+                if self.services.on_keypad is not None:
+                    self._spawn(self.services.on_keypad(self, digit), "keypad")
+                else:
+                    log_event(
+                        logger, "call.keypad", logging.DEBUG, call_sid=self.call_sid, digit=digit
+                    )
+            case EndStream():
+                self._end_stream = action
+                if self.session.call_sid:
+                    self.services.calls.set_next(self.session.call_sid, action.disposition)
+                    if action.hangup_rest and self.services.twilio_rest is not None:
+                        self._spawn(self._rest_hangup(), "rest-hangup")
+                self._twilio_ready.set()
+            case UpdateRecord(fields=fields):
+                self._record(fields)
+            case Finished():
+                self.result = action
+                self._observe(action)
+                self._finished.set()
+
+    def _fire(self, name: str) -> None:
+        self._timers.pop(name, None)
+        self.session.timer_fired(name)
+        self._pump()
+
+    # ------------------------------------------------------------------ Twilio socket
+
+    async def _read_twilio(self) -> None:
+        s = self.session
+        receive = self.ws.receive
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is not None:
+                    try:
+                        msg = parse_from_twilio(text)
+                    except TwilioProtocolError as e:
+                        s.caller_garbage(e)
+                    else:
+                        s.caller_message(msg)
+                        if self._watcher is not None and type(msg) is Media:
+                            self._watcher.caller_audio(msg.media.payload)
+                else:
+                    s.caller_garbage(binary_frame_error())
+                self._pump()
+        finally:
+            s.caller_closed()
+            self._pump()
+
+    async def _write_twilio(self) -> None:
+        q = self.session.to_twilio
+        send = self.ws.send_text
+        try:
+            while True:
+                await self._twilio_ready.wait()
+                self._twilio_ready.clear()
+                while len(q):
+                    await send(q.pop())
+                if self._end_stream is not None:
+                    # Twilio ends <Connect> when we close, then asks the action URL.
+                    await self.ws.close(1000)
+                    return
+        except (OSError, RuntimeError, WebSocketDisconnect) as e:  # the caller's socket is gone
+            log_event(logger, "call.twilio_send_failed", logging.DEBUG, error=str(e))
+        finally:
+            self._stream_closed.set()
+
+    async def _rest_hangup(self) -> None:
+        rest = self.services.twilio_rest
+        assert rest is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STREAM_CLOSE_GRACE_S):
+                await self._stream_closed.wait()
+        try:
+            live = await rest.hangup(self.call_sid)
+        except BridgeError as e:
+            log_event(
+                logger,
+                "call.rest_hangup_failed",
+                logging.WARNING,
+                call_sid=self.call_sid,
+                error=str(e),
+            )
+        else:
+            log_event(logger, "call.rest_hangup", call_sid=self.call_sid, was_live=live)
+
+    # ------------------------------------------------------------------ agent socket
+
+    async def _run_agent(self, agent_id: str) -> None:
+        s = self.session
+        try:
+            conn = await self.services.connector.connect(agent_id)
+        except PlatformApiError as e:
+            kind = "signed_url" if self.services.connector.uses_signed_urls else "connect"
+            self.services.metrics.upstream_errors_total.labels(kind).inc()
+            s.agent_closed(None, str(e))
+            self._pump()
+            return
+        self._agent_conn = conn
+        writer = asyncio.create_task(self._write_agent(conn), name="agent-writer")
+        try:
+            s.agent_connected()
+            self._pump()
+            async for raw in conn:
+                try:
+                    msg = parse_server(raw)
+                except ConvaiProtocolError as e:
+                    s.agent_garbage(e)
+                else:
+                    s.agent_message(msg)
+                self._pump()
+        except ConnectionClosed:
+            pass  # close code and reason are read below either way
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        s.agent_closed(conn.close_code, conn.close_reason or "")
+        self._pump()
+
+    async def _write_agent(self, conn: ClientConnection) -> None:
+        q = self.session.to_agent
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self._agent_ready.wait()
+                self._agent_ready.clear()
+                while len(q):
+                    await conn.send(q.pop())
+
+    async def _run_tool(self, action: RunTool) -> None:
+        result, is_error = await self.services.tools.run(action.name, self, action.parameters)
+        self.session.tool_finished(action.tool_call_id, result, is_error)
+        self._pump()
+
+    # ------------------------------------------------------------------ records, metrics
+
+    def _record(self, fields: dict[str, Any]) -> None:
+        store, sid = self.services.store, self.session.call_sid
+        if store is None or not sid:
+            return
+        try:
+            if self._recorded:
+                store.update_call(sid, **fields)
+                return
+            self._recorded = True
+            if self.services.calls.claim_expected(sid):
+                store.update_call(sid, **fields)
+            else:  # a stream the webhook did not announce (e.g. an operator's own TwiML)
+                store.record_call(CallRecord(call_sid=sid, **fields))
+        except BridgeError as e:
+            log_event(logger, "call.record_failed", logging.ERROR, call_sid=sid, error=str(e))
+
+    def _observe(self, done: Finished) -> None:
+        m, s = self.services.metrics, done.summary
+        outcome = "ok" if done.reason in _CLEAN_REASONS else "error"
+        m.calls_total.labels(outcome, done.reason.value).inc()
+        if s["first_audio_ms"] is not None:
+            m.first_audio_seconds.observe(s["first_audio_ms"] / 1000)
+        if s["ping_ms"] is not None:
+            m.agent_ping_ms.observe(s["ping_ms"])
+        m.interruptions_total.inc(s["interruptions"])
+        m.dropped_audio_total.labels("stale").inc(s["stale_dropped"])
+        m.dropped_audio_total.labels("backpressure").inc(s["shed_to_caller"] + s["shed_to_agent"])
+        m.audio_bytes_total.labels("caller_to_agent").inc(s["bytes_in"])
+        m.audio_bytes_total.labels("agent_to_caller").inc(s["bytes_out"])

@@ -1,0 +1,257 @@
+"""The Twilio-facing routes: what operators point Twilio at.  Keep these paths stable.
+
+==============================  ==========================================================
+``POST /twilio/inbound``        voice webhook: admission, routing, ``<Connect><Stream>``
+``WS   /twilio/media``          the media stream: one CallSession per connection
+``POST /twilio/after-stream``   the ``<Connect action>``: what the call does after the stream
+``POST /twilio/status``         call status callback (set on the number): recorded
+``POST /twilio/stream-status``  stream status callback (set in the TwiML): recorded
+==============================  ==========================================================
+
+Every request is checked against ``X-Twilio-Signature`` when signatures are enforced,
+over the configured public URL (never the proxied ``Host``): webhooks over the URL and
+every form parameter, the WebSocket upgrade over the ``wss://`` stream URL alone.  A bad
+signature gets 403 (the upgrade: HTTP 403 instead of 101), a log line and a metric.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from bridge.call.actions import Apology, Disposition, Hangup, Transfer
+from bridge.call.driver import CallDriver
+from bridge.call.services import (
+    AFTER_STREAM_PATH,
+    INBOUND_PATH,
+    MEDIA_PATH,
+    STATUS_PATH,
+    STREAM_STATUS_PATH,
+    CallServices,
+)
+from bridge.errors import BridgeError
+from bridge.log import log_event
+from bridge.store.records import CallRecord, CallStatus
+from bridge.twilio import responses as twiml
+from bridge.twilio.signature import is_valid, is_valid_ws_upgrade
+
+logger = logging.getLogger("bridge.twilio")
+
+_FORM = "application/x-www-form-urlencoded"
+_CALL_STATUSES = frozenset(typing.get_args(CallStatus))
+
+
+def twilio_routes() -> list[BaseRoute]:
+    return [
+        Route(INBOUND_PATH, inbound, methods=["POST"]),
+        WebSocketRoute(MEDIA_PATH, media_stream),
+        Route(AFTER_STREAM_PATH, after_stream, methods=["POST"]),
+        Route(STATUS_PATH, call_status, methods=["POST"]),
+        Route(STREAM_STATUS_PATH, stream_status, methods=["POST"]),
+    ]
+
+
+def _services(conn: Request | WebSocket) -> CallServices:
+    services: CallServices = conn.app.state.services
+    return services
+
+
+def _xml(body: str) -> Response:
+    return Response(body, media_type=twiml.TWIML_CONTENT_TYPE)
+
+
+async def _signed_form(request: Request) -> dict[str, str] | Response:
+    """The form parameters of a Twilio webhook, or the error response to send instead."""
+    services = _services(request)
+    path = request.url.path
+    if request.headers.get("content-type", "").split(";")[0].strip() != _FORM:
+        log_event(logger, "twilio.bad_request", logging.WARNING, path=path, problem="not a form")
+        return PlainTextResponse("expected application/x-www-form-urlencoded", 415)
+    body = (await request.body()).decode("utf-8", errors="replace")
+    params = dict(parse_qsl(body, keep_blank_values=True))
+    tw = services.config.twilio
+    if tw.signatures_enforced:
+        assert tw.auth_token is not None  # config refuses enforcement without a token
+        url = services.public(path) + (f"?{request.url.query}" if request.url.query else "")
+        if not is_valid(tw.auth_token, url, params, request.headers.get("x-twilio-signature")):
+            services.metrics.signature_failures_total.labels(path).inc()
+            log_event(
+                logger,
+                "twilio.signature_invalid",
+                logging.WARNING,
+                path=path,
+                call_sid=params.get("CallSid"),
+                signed_url=url,
+                has_signature="x-twilio-signature" in request.headers,
+            )
+            return PlainTextResponse("invalid X-Twilio-Signature", 403)
+    return params
+
+
+# --------------------------------------------------------------------------- voice webhook
+
+
+async def inbound(request: Request) -> Response:
+    services = _services(request)
+    params = await _signed_form(request)
+    if isinstance(params, Response):
+        return params
+    call_sid = params.get("CallSid", "")
+    if not call_sid:
+        log_event(
+            logger, "twilio.bad_request", logging.WARNING, path=INBOUND_PATH, problem="no CallSid"
+        )
+        return PlainTextResponse("CallSid missing", 400)
+    # On a call the bridge placed (outbound-api), our number is From and the other party To.
+    outbound = params.get("Direction", "inbound").startswith("outbound")
+    ours = params.get("From" if outbound else "To", "")
+    theirs = params.get("To" if outbound else "From", "")
+    fields: dict[str, Any] = {"call_sid": call_sid, "called_number": ours, "caller_id": theirs}
+    webhooks = services.metrics.webhooks_total
+
+    refusal = services.admission.check(ours)
+    if refusal is not None:
+        webhooks.labels("refused").inc()
+        log_event(logger, "call.refused", reason=refusal.reason, dial=refusal.dial, **fields)
+        if refusal.dial:
+            return _xml(twiml.dial(refusal.dial))
+        if refusal.message:
+            return _xml(twiml.say_and_hangup(refusal.message))
+        return _xml(twiml.reject(refusal.reject_reason))
+
+    route = services.routing.route(ours)
+    if route is None:
+        webhooks.labels("unrouted").inc()
+        log_event(logger, "call.unrouted", logging.WARNING, **fields)
+        return _xml(twiml.say_and_hangup(services.config.calls.apology_text))
+
+    services.calls.expect(call_sid)
+    if services.store is not None:
+        status = params.get("CallStatus", "ringing")
+        try:
+            services.store.record_call(
+                CallRecord(
+                    call_sid=call_sid,
+                    direction="outbound" if outbound else "inbound",
+                    from_number=params.get("From") or None,
+                    to_number=params.get("To") or None,
+                    agent_id=route.agent_id,
+                    status=status if status in _CALL_STATUSES else "ringing",  # type: ignore[arg-type]
+                )
+            )
+        except BridgeError as e:
+            log_event(logger, "call.record_failed", logging.ERROR, call_sid=call_sid, error=str(e))
+    webhooks.labels("stream").inc()
+    log_event(logger, "call.routed", agent_id=route.agent_id, route=route.source, **fields)
+    return _xml(
+        twiml.connect_stream(
+            services.stream_url,
+            {"agent_id": route.agent_id, "caller_id": theirs, "called_number": ours},
+            action_url=services.public(AFTER_STREAM_PATH),
+            status_callback=services.public(STREAM_STATUS_PATH),
+        )
+    )
+
+
+async def after_stream(request: Request) -> Response:
+    """Twilio asks what to do now that the stream is closed: the session decided."""
+    services = _services(request)
+    params = await _signed_form(request)
+    if isinstance(params, Response):
+        return params
+    call_sid = params.get("CallSid", "")
+    disposition = services.calls.pop_next(call_sid) if call_sid else None
+    log_event(
+        logger,
+        "call.after_stream",
+        call_sid=call_sid or None,
+        then=type(disposition).__name__.lower() if disposition else "hangup (nothing recorded)",
+    )
+    return _xml(_twiml_for(disposition or Hangup()))
+
+
+def _twiml_for(d: Disposition) -> str:
+    if isinstance(d, Transfer):
+        return twiml.dial(d.number, caller_id=d.caller_id, timeout_s=d.timeout_s)
+    if isinstance(d, Apology):
+        return twiml.say_and_hangup(d.text)
+    return twiml.hangup()
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+async def call_status(request: Request) -> Response:
+    services = _services(request)
+    params = await _signed_form(request)
+    if isinstance(params, Response):
+        return params
+    call_sid, status = params.get("CallSid", ""), params.get("CallStatus", "")
+    log_event(
+        logger,
+        "twilio.call_status",
+        call_sid=call_sid or None,
+        status=status,
+        duration=params.get("CallDuration"),
+        sip_code=params.get("SipResponseCode"),
+    )
+    if services.store is not None and call_sid and status in _CALL_STATUSES:
+        fields: dict[str, object] = {"status": status}
+        duration = params.get("CallDuration", "")
+        if duration.isdigit():
+            fields["duration_s"] = float(duration)
+        try:
+            services.store.update_call(call_sid, **fields)
+        except BridgeError as e:
+            log_event(logger, "call.record_failed", logging.ERROR, call_sid=call_sid, error=str(e))
+    return Response(status_code=204)
+
+
+async def stream_status(request: Request) -> Response:
+    params = await _signed_form(request)
+    if isinstance(params, Response):
+        return params
+    event = params.get("StreamEvent", "")
+    log_event(
+        logger,
+        "twilio.stream_status",
+        logging.WARNING if event == "stream-error" else logging.INFO,
+        call_sid=params.get("CallSid"),
+        stream_sid=params.get("StreamSid"),
+        stream_event=event,
+        stream_error=params.get("StreamError") or None,
+    )
+    return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- media stream
+
+
+async def media_stream(ws: WebSocket) -> None:
+    services = _services(ws)
+    tw = services.config.twilio
+    if tw.signatures_enforced:
+        assert tw.auth_token is not None
+        if not is_valid_ws_upgrade(
+            tw.auth_token, services.stream_url, ws.headers.get("x-twilio-signature")
+        ):
+            services.metrics.signature_failures_total.labels(MEDIA_PATH).inc()
+            log_event(
+                logger,
+                "twilio.signature_invalid",
+                logging.WARNING,
+                path=MEDIA_PATH,
+                signed_url=services.stream_url,
+                has_signature="x-twilio-signature" in ws.headers,
+            )
+            await ws.close(code=1008)  # before accept: the upgrade is answered with 403
+            return
+    await ws.accept()
+    await CallDriver(ws, services).run()

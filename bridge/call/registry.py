@@ -1,0 +1,88 @@
+"""The calls this bridge process knows about, by CallSid.
+
+* **live**: calls with a media stream and a running session (their
+  :class:`~bridge.call.tools.CallControl`), for the admin API (``hangup(call_sid)``),
+  capacity checks and shutdown.
+* **expected**: calls the voice webhook answered whose stream has not started yet, so
+  the stream's start updates the call record the webhook wrote instead of replacing it.
+* **next steps**: what the call does once its stream is closed (a
+  :data:`~bridge.call.actions.Disposition`), read by ``POST /twilio/after-stream`` when
+  Twilio asks for the ``<Connect action>``.
+
+The last two are bounded (oldest forgotten first): Twilio may never come back for an
+entry (the caller hung up meanwhile), and a forgotten entry costs only a default.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from bridge.call.actions import HANGUP, Disposition, EndReason
+from bridge.call.tools import CallControl
+
+_MAX_REMEMBERED = 10_000
+
+
+class _Bounded(OrderedDict[str, object]):
+    def remember(self, key: str, value: object) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > _MAX_REMEMBERED:
+            self.popitem(last=False)
+
+
+class LiveCalls:
+    def __init__(self) -> None:
+        self._live: dict[str, CallControl] = {}
+        self._expected = _Bounded()
+        self._next = _Bounded()
+
+    # -- live calls ------------------------------------------------------------------
+
+    def add(self, call: CallControl) -> None:
+        self._live[call.call_sid] = call
+
+    def remove(self, call_sid: str) -> None:
+        self._live.pop(call_sid, None)
+
+    def get(self, call_sid: str) -> CallControl | None:
+        return self._live.get(call_sid)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __iter__(self) -> Iterator[CallControl]:
+        return iter(list(self._live.values()))
+
+    def count_for(self, called_number: str) -> int:
+        return sum(
+            1 for c in self._live.values() if c.parameters.get("called_number") == called_number
+        )
+
+    def hangup(self, call_sid: str, reason: EndReason = EndReason.ADMIN_HANGUP) -> bool:
+        """End a live call at once (no goodbye wait); False if it is not live here."""
+        call = self._live.get(call_sid)
+        if call is None:
+            return False
+        call.end_call(reason, HANGUP, wait_for_playout=False)
+        return True
+
+    # -- webhook → stream ------------------------------------------------------------
+
+    def expect(self, call_sid: str) -> None:
+        self._expected.remember(call_sid, True)
+
+    def claim_expected(self, call_sid: str) -> bool:
+        """True (once) if the webhook announced this call."""
+        return self._expected.pop(call_sid, None) is not None
+
+    # -- stream → after-stream action ------------------------------------------------
+
+    def set_next(self, call_sid: str, disposition: Disposition) -> None:
+        self._next.remember(call_sid, disposition)
+
+    def pop_next(self, call_sid: str) -> Disposition | None:
+        d = self._next.pop(call_sid, None)
+        assert d is None or isinstance(d, Disposition)
+        return d

@@ -1,0 +1,66 @@
+"""The shared services every call uses, built once per app (``app.state.services``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bridge.call.admission import Admission, AdmitAll
+from bridge.call.registry import LiveCalls
+from bridge.call.session import SessionSettings
+from bridge.call.tools import CallControl, ToolRegistry, default_tools
+from bridge.config import Config, ws_url_for
+from bridge.convai.client import AgentConnector
+from bridge.ops.metrics import Metrics
+from bridge.routing import RoutingTable
+from bridge.store import Store
+from bridge.twilio.rest import TwilioRest
+
+# What the bridge does with a caller's keypad press; None = log it and go on.
+KeypadHandler = Callable[[CallControl, str], Coroutine[Any, Any, None]]
+
+
+class CallWatcher(Protocol):
+    """A per-call companion (limits, silence, keypad), made when the stream starts."""
+
+    def caller_audio(self, payload_b64: str) -> None:
+        """Every caller media payload: the hot path, so keep it cheap."""
+        ...
+
+    def ended(self) -> None:
+        """The call is over; release timers and write what was observed."""
+        ...
+
+
+CallWatch = Callable[[CallControl], CallWatcher]
+
+MEDIA_PATH = "/twilio/media"
+INBOUND_PATH = "/twilio/inbound"
+STATUS_PATH = "/twilio/status"
+STREAM_STATUS_PATH = "/twilio/stream-status"
+AFTER_STREAM_PATH = "/twilio/after-stream"
+
+
+@dataclass
+class CallServices:
+    config: Config
+    routing: RoutingTable
+    connector: AgentConnector
+    settings: SessionSettings
+    store: Store | None = None
+    twilio_rest: TwilioRest | None = None
+    tools: ToolRegistry = field(default_factory=default_tools)
+    calls: LiveCalls = field(default_factory=LiveCalls)
+    admission: Admission = field(default_factory=AdmitAll)
+    metrics: Metrics = field(default_factory=Metrics)
+    on_keypad: KeypadHandler | None = None
+    watch: CallWatch | None = None
+
+    # Public URLs: what Twilio calls and what its signatures are computed over.
+    def public(self, path: str) -> str:
+        return self.config.public_url + path
+
+    @property
+    def stream_url(self) -> str:
+        return ws_url_for(self.config.public_url) + MEDIA_PATH

@@ -1,0 +1,695 @@
+"""One phone call as one state machine: the :class:`CallSession` (sans-I/O).
+
+The session sits between two peers, Twilio (the caller's media stream) and the agent
+(the conversation WebSocket), and never touches either: its driver
+(:mod:`bridge.call.driver`) feeds it what happened and carries out what it asks.
+
+Inputs (methods; each may change state)::
+
+    caller_message(msg)      a parsed Twilio frame: start, media, mark, dtmf, stop
+    caller_garbage(err)      a Twilio frame that did not parse
+    caller_closed()          the Twilio socket went away
+    agent_connected()        the conversation socket is open
+    agent_message(msg)       a parsed conversation frame (incl. UnknownMessage)
+    agent_garbage(err)       a conversation frame that did not parse
+    agent_closed(code, why)  the conversation socket closed, or never opened
+    timer_fired(name)        a StartTimer ran out
+    tool_finished(id, …)     a RunTool completed
+    request_end(reason, …)   a tool, the admin API or shutdown ends the call
+
+Outputs: text frames in ``to_twilio`` / ``to_agent`` (bounded
+:class:`~bridge.call.frames.FrameQueue`\\ s) and the actions of
+:mod:`bridge.call.actions`, taken with :meth:`take_actions`.
+
+States::
+
+    AWAITING_START ──start──▶ CONNECTING_AGENT ──metadata──▶ ACTIVE
+          │                         │                          │
+          │ no start (timer)        │ agent fails              │ agent closes 1000 / end_call
+          ▼                         ▼                          ▼
+        ENDED ◀────────finish────── ENDING(reason) ◀───────────┘
+                                 (goodbye plays out: marks, bounded wait)
+
+    caller stop / socket close, from any state ──▶ ENDED at once (agent closed).
+
+Audio paths:
+
+* caller → agent: each ``media`` payload is transcoded to the agent's input format and
+  sent as ``{"user_audio_chunk": …}``.  Before the agent's formats are known it is kept
+  raw (up to ``caller_buffer_ms``, oldest shed) and sent once they are.
+* agent → caller: each ``audio`` event is transcoded to mu-law 8000, cut into media
+  frames of at most ``out_chunk_bytes`` (100 ms), and followed by one mark named
+  ``audio-<event_id>``.  A mark echo means Twilio has played (or cleared) everything
+  before it, so "no marks pending" means the caller has heard all we sent.  The agent is
+  only opened once ``start`` names the stream, so agent audio can never precede it.
+* barge-in: ``interruption`` drops unsent audio, sends ``clear``, resets the outbound
+  resampler, and every later ``audio`` event with ``event_id`` ≤ the interrupted id is
+  dropped as stale (the official SDK's rule).
+
+Why the end waits: an agent that says goodbye and closes its socket has usually not
+been *heard* yet: Twilio holds seconds of audio.  ENDING keeps the stream open until
+the last mark echoes (at most ``goodbye_timeout_s``).  When the agent ends with a tool
+call rather than a close, its goodbye audio may still be on the way, so ENDING also
+waits for ``end_call_settle_s`` without agent audio.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from bridge.audio.formats import parse_format
+from bridge.audio.transcoder import Transcoder, agent_to_caller, caller_to_agent
+from bridge.call.actions import (
+    HANGUP,
+    Action,
+    Apology,
+    CallerDtmf,
+    CancelTimer,
+    CloseAgent,
+    ConnectAgent,
+    Disposition,
+    EndReason,
+    EndStream,
+    Finished,
+    Hangup,
+    RunTool,
+    StartTimer,
+    Transfer,
+    UpdateRecord,
+)
+from bridge.call.frames import AGENT_AUDIO_PREFIX, TWILIO_AUDIO_PREFIX, FrameQueue
+from bridge.call.plan import CallPlan, dynamic_variables
+from bridge.config import Config
+from bridge.convai import messages as convai
+from bridge.errors import AudioFormatError, ConvaiProtocolError, TwilioProtocolError
+from bridge.log import log_event
+from bridge.twilio import media as twilio
+
+logger = logging.getLogger("bridge.call")
+
+ULAW_BYTES_PER_MS = 8
+NORMAL_CLOSE = 1000
+
+
+class State(enum.Enum):
+    AWAITING_START = "awaiting_start"
+    CONNECTING_AGENT = "connecting_agent"
+    ACTIVE = "active"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    goodbye_timeout_s: float = 10.0
+    caller_buffer_ms: int = 1000
+    on_agent_failure: Literal["apology", "transfer", "hangup"] = "apology"
+    apology_text: str = "Sorry, we are having trouble connecting your call."
+    fallback_number: str | None = None
+    start_timeout_s: float = 10.0
+    end_call_settle_s: float = 0.5
+    out_chunk_bytes: int = 800  # 100 ms of mu-law per outbound media frame
+    # Backpressure bounds (queued JSON text): ~60 s of audio toward Twilio, ~10 s toward
+    # the agent at 48 kHz PCM.  Beyond them the oldest audio is shed, counted.
+    max_twilio_queue_chars: int = 1_500_000
+    max_agent_queue_chars: int = 1_500_000
+    max_bad_twilio_frames: int = 50
+    rest_hangup: bool = False  # Twilio REST credentials are configured
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> SessionSettings:
+        c = cfg.calls
+        return cls(
+            goodbye_timeout_s=c.goodbye_timeout_s,
+            caller_buffer_ms=c.caller_buffer_ms,
+            on_agent_failure=c.on_agent_failure,
+            apology_text=c.apology_text,
+            fallback_number=c.fallback_number,
+            rest_hangup=bool(cfg.twilio.account_sid and cfg.twilio.auth_token),
+        )
+
+
+@dataclass
+class Stats:
+    bytes_in: int = 0  # caller mu-law bytes received
+    bytes_out: int = 0  # mu-law bytes queued to the caller
+    interruptions: int = 0
+    stale_dropped: int = 0  # agent audio events dropped after a barge-in
+    early_dropped: int = 0  # caller payloads shed from the pre-agent buffer
+    bad_twilio: int = 0
+    bad_agent: int = 0
+    tool_calls: int = 0
+    ping_ms: int | None = None
+    ping_ms_max: int | None = None
+    audio_formats: dict[str, str] = field(default_factory=dict)
+
+
+Resolve = Callable[[Mapping[str, str]], CallPlan | None]
+
+
+class CallSession:
+    def __init__(
+        self,
+        settings: SessionSettings,
+        resolve: Resolve,
+        tools: Collection[str] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self._resolve = resolve
+        self._tools = tools
+        self._clock = clock
+        self._wall = wall
+
+        self.state = State.AWAITING_START
+        self.reason: EndReason | None = None
+        self.disposition: Disposition = HANGUP
+        self.to_twilio = FrameQueue(settings.max_twilio_queue_chars, TWILIO_AUDIO_PREFIX)
+        self.to_agent = FrameQueue(settings.max_agent_queue_chars, AGENT_AUDIO_PREFIX)
+        self.stats = Stats()
+
+        self.call_sid = ""
+        self.stream_sid = ""
+        self.agent_id = ""
+        self.conversation_id = ""
+        self.parameters: Mapping[str, str] = {}
+        self.plan: CallPlan | None = None
+
+        self._stream = twilio.MediaStream()
+        self._actions: list[Action] = []
+        self._agent: Literal["none", "connecting", "open", "closed"] = "none"
+        self._caller_gone = False
+        self._in: Transcoder | None = None
+        self._out: Transcoder | None = None
+        self._early: deque[str] = deque()  # caller payloads (base64 mu-law) before ACTIVE
+        self._early_bytes = 0
+        self._interrupted_id = -1
+        self._pending_marks: deque[str] = deque()
+        self._settling = False
+        self._tail_flushed = False
+        self._created_at = clock()
+        self._started_at: float | None = None
+        self._first_audio_at: float | None = None
+
+        self._act(StartTimer("start", settings.start_timeout_s))
+
+    # ------------------------------------------------------------------ outputs
+
+    def take_actions(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    @property
+    def has_actions(self) -> bool:
+        return bool(self._actions)
+
+    @property
+    def ended(self) -> bool:
+        return self.state is State.ENDED
+
+    @property
+    def pending_marks(self) -> int:
+        return len(self._pending_marks)
+
+    # ------------------------------------------------------------------ caller side
+
+    def caller_message(self, msg: twilio.TwilioMessage) -> None:
+        if self.state is State.ENDED:
+            return
+        try:
+            self._stream.receive(msg)
+        except TwilioProtocolError as e:
+            self.caller_garbage(e)
+            return
+        if type(msg) is twilio.Media:  # the hot path first: 50 frames a second
+            payload = msg.media.payload
+            self.stats.bytes_in += _decoded_len(payload)
+            if self.state is State.ACTIVE:
+                self._forward_caller_audio(payload)
+            elif self.state is State.CONNECTING_AGENT:
+                self._buffer_caller_audio(payload)
+        elif isinstance(msg, twilio.Mark):
+            self._mark_echoed(msg.mark.name)
+        elif isinstance(msg, twilio.Start):
+            self._on_start(msg.start)
+        elif isinstance(msg, twilio.Dtmf):
+            if self.state is State.ACTIVE:
+                self._act(CallerDtmf(msg.dtmf.digit))
+        elif isinstance(msg, twilio.Stop):
+            self.caller_closed()
+
+    def caller_garbage(self, err: TwilioProtocolError) -> None:
+        if self.state is State.ENDED:
+            return
+        self.stats.bad_twilio += 1
+        n = self.stats.bad_twilio
+        if n == 1 or n % 10 == 0:  # a flood of garbage must not flood the log
+            self._log("call.twilio_bad_frame", logging.WARNING, error=err.detail, count=n)
+        if n >= self.settings.max_bad_twilio_frames:
+            self.request_end(EndReason.TWILIO_PROTOCOL, HANGUP, wait_for_playout=False)
+
+    def caller_closed(self) -> None:
+        """Twilio's ``stop`` or its socket closing: the caller is gone, end now."""
+        if self.state is State.ENDED:
+            return
+        self._caller_gone = True
+        if self.reason is None:
+            self.reason = EndReason.CALLER_HANGUP
+        self._finish()
+
+    def _on_start(self, start: twilio.StartBody) -> None:
+        self.call_sid, self.stream_sid = start.callSid, start.streamSid
+        self.parameters = start.customParameters
+        self._started_at = self._clock()
+        self._act(CancelTimer("start"))
+        plan = self.plan = self._resolve(self.parameters)
+        self.agent_id = plan.agent_id if plan else ""
+        self._act(
+            UpdateRecord(
+                {
+                    "stream_sid": self.stream_sid,
+                    "agent_id": self.agent_id or None,
+                    "from_number": self.parameters.get("caller_id"),
+                    "to_number": self.parameters.get("called_number"),
+                    "status": "in-progress",
+                    "answered_at": self._wall(),
+                }
+            )
+        )
+        fmt = start.mediaFormat
+        self._log(
+            "call.started",
+            route=plan.source if plan else None,
+            media_format=f"{fmt.encoding}/{fmt.sampleRate}/{fmt.channels}",
+        )
+        if (fmt.encoding, fmt.sampleRate, fmt.channels) != ("audio/x-mulaw", 8000, 1):
+            self._log("call.twilio_bad_format", logging.ERROR, encoding=fmt.encoding)
+            self.request_end(EndReason.TWILIO_PROTOCOL, HANGUP, wait_for_playout=False)
+            return
+        if plan is None:
+            self._agent_failed("no agent routes this call")
+            return
+        self.state = State.CONNECTING_AGENT
+        self._agent = "connecting"
+        self._act(ConnectAgent(plan.agent_id))
+
+    def _buffer_caller_audio(self, payload: str) -> None:
+        self._early.append(payload)
+        self._early_bytes += _decoded_len(payload)
+        limit = self.settings.caller_buffer_ms * ULAW_BYTES_PER_MS
+        while self._early_bytes > limit and self._early:
+            self._early_bytes -= _decoded_len(self._early.popleft())
+            self.stats.early_dropped += 1
+
+    def _forward_caller_audio(self, payload: str) -> None:
+        assert self._in is not None
+        try:
+            out = self._in.process_b64(payload)
+        except (binascii.Error, ValueError, AudioFormatError) as e:
+            self.caller_garbage(TwilioProtocolError(f"media payload: {e}"))
+            return
+        self.to_agent.push(convai.user_audio_chunk_frame(out))
+
+    def _mark_echoed(self, name: str) -> None:
+        # Marks echo in the order they were sent; an unknown name was sent before a
+        # clear (forgotten on purpose) or is not ours.
+        if name not in self._pending_marks:
+            return
+        while self._pending_marks.popleft() != name:
+            pass
+        if self.state is State.ENDING:
+            self._maybe_finish()
+
+    # ------------------------------------------------------------------ agent side
+
+    def agent_connected(self) -> None:
+        if self._agent != "connecting":
+            return
+        self._agent = "open"
+        assert self.plan is not None
+        facts = {
+            "caller_id": self.parameters.get("caller_id", ""),
+            "called_number": self.parameters.get("called_number", ""),
+            "call_sid": self.call_sid,
+            "stream_sid": self.stream_sid,
+        }
+        variables, dropped = dynamic_variables(self.plan, self.parameters, facts)
+        if dropped:
+            self._log("call.reserved_variables_dropped", logging.WARNING, names=sorted(dropped))
+        override = None
+        if self.plan.first_message or self.plan.language:
+            override = convai.ConversationConfigOverride(
+                agent=convai.AgentOverride(
+                    first_message=self.plan.first_message, language=self.plan.language
+                )
+            )
+        init = convai.ConversationInitiationClientData(
+            conversation_config_override=override, dynamic_variables=dict(variables)
+        )
+        self.to_agent.push(convai.encode_str(init))
+        self._log("call.agent_connected")
+
+    def agent_message(self, msg: convai.ServerMessage | convai.UnknownMessage) -> None:
+        if self.state is State.ENDED or self._agent != "open":
+            return
+        if type(msg) is convai.Audio:  # the hot path first
+            self._on_agent_audio(msg.audio_event)
+        elif isinstance(msg, convai.Ping):
+            self._on_ping(msg.ping_event)
+        elif isinstance(msg, convai.Interruption):
+            self._on_interruption(msg.interruption_event.event_id)
+        elif isinstance(msg, convai.ConversationInitiationMetadata):
+            self._on_metadata(msg.conversation_initiation_metadata_event)
+        elif isinstance(msg, convai.ClientToolCall):
+            self._on_tool_call(msg.client_tool_call)
+        elif isinstance(msg, convai.AgentToolResponse):
+            ev = msg.agent_tool_response
+            self._log(
+                "call.agent_tool", tool=ev.tool_name, tool_type=ev.tool_type, error=ev.is_error
+            )
+            if ev.tool_name == "end_call" and not ev.is_error:
+                # The platform will close the socket after the goodbye; start ending now
+                # so the goodbye is waited for whichever comes first.
+                self.request_end(EndReason.AGENT_END_CALL)
+        elif isinstance(msg, convai.UnknownMessage):
+            self._log("call.agent_unknown_event", logging.DEBUG, type=msg.type)
+        elif isinstance(msg, convai.AgentResponse):
+            self._log(
+                "call.agent_said", logging.DEBUG, text=msg.agent_response_event.agent_response
+            )
+        elif isinstance(msg, convai.UserTranscript):
+            self._log(
+                "call.user_said", logging.DEBUG, text=msg.user_transcription_event.user_transcript
+            )
+        # vad_score, tentative responses, corrections, contextual updates: nothing to do.
+
+    def agent_garbage(self, err: ConvaiProtocolError) -> None:
+        """A malformed conversation frame: logged, counted, the call goes on."""
+        if self.state is State.ENDED:
+            return
+        self.stats.bad_agent += 1
+        n = self.stats.bad_agent
+        if n == 1 or n % 10 == 0:
+            self._log("call.agent_bad_frame", logging.WARNING, error=err.detail, count=n)
+
+    def agent_closed(self, code: int | None, reason: str) -> None:
+        """The socket closed (``code`` None: it never opened; ``reason`` says why)."""
+        if self._agent == "closed" or self.state is State.ENDED:
+            self._agent = "closed"
+            return
+        was_active = self.state is State.ACTIVE
+        self._agent = "closed"
+        self._log("call.agent_closed", code=code, reason=reason[:200])
+        if self.state is State.ENDING:
+            if self._settling:  # nothing more can come: stop waiting for quiet
+                self._settling = False
+                self._act(CancelTimer("settle"))
+            self._maybe_finish()
+        elif code == NORMAL_CLOSE and was_active:
+            self.request_end(EndReason.AGENT_ENDED)
+        else:
+            why = f"closed with code {code}" if code is not None else "could not connect"
+            self._agent_failed(f"{why}: {reason}" if reason else why)
+
+    def _on_metadata(self, ev: convai.ConversationInitiationMetadataEvent) -> None:
+        if self.state is not State.CONNECTING_AGENT:
+            self._log("call.agent_duplicate_metadata", logging.WARNING)
+            return
+        self.conversation_id = ev.conversation_id
+        try:
+            self._in = caller_to_agent(parse_format(ev.user_input_audio_format))
+            self._out = agent_to_caller(parse_format(ev.agent_output_audio_format))
+        except AudioFormatError as e:
+            self._agent_failed(f"unusable audio format: {e}")
+            return
+        self.stats.audio_formats = {
+            "input": ev.user_input_audio_format,
+            "output": ev.agent_output_audio_format,
+        }
+        self.state = State.ACTIVE
+        self._act(UpdateRecord({"conversation_id": self.conversation_id}))
+        self._log(
+            "call.agent_ready",
+            input_format=ev.user_input_audio_format,
+            output_format=ev.agent_output_audio_format,
+            buffered_caller_frames=len(self._early),
+        )
+        early, self._early, self._early_bytes = self._early, deque(), 0
+        for payload in early:
+            self._forward_caller_audio(payload)
+
+    def _on_agent_audio(self, ev: convai.AudioEvent) -> None:
+        if ev.event_id <= self._interrupted_id:
+            self.stats.stale_dropped += 1
+            return
+        if self._out is None:
+            self.agent_garbage(ConvaiProtocolError("audio before conversation_initiation_metadata"))
+            return
+        try:
+            pcm = binascii.a2b_base64(ev.audio_base_64, strict_mode=True)
+            ulaw = self._out.process(pcm)
+        except (binascii.Error, ValueError, AudioFormatError) as e:
+            self.agent_garbage(ConvaiProtocolError(f"audio event {ev.event_id}: {e}"))
+            return
+        self._send_caller_audio(ulaw, f"audio-{ev.event_id}")
+        if self._settling:  # the agent is still talking: restart the quiet period
+            self._act(StartTimer("settle", self.settings.end_call_settle_s))
+
+    def _on_interruption(self, event_id: int) -> None:
+        self.stats.interruptions += 1
+        self._interrupted_id = max(self._interrupted_id, event_id)
+        # Unsent audio is stale; Twilio drops what it holds on 'clear' and echoes the
+        # marks it had, which we stop waiting for.
+        self.to_twilio.clear()
+        self._pending_marks.clear()
+        self.to_twilio.push(twilio.encode(twilio.Clear(streamSid=self.stream_sid)))
+        if self._out is not None:
+            self._out.reset()
+        self._log("call.interrupted", event_id=event_id, n=self.stats.interruptions)
+        if self.state is State.ENDING:
+            self._maybe_finish()
+
+    def _on_ping(self, ev: convai.PingEvent) -> None:
+        self.to_agent.push_front(convai.encode_str(convai.Pong(event_id=ev.event_id)))
+        if ev.ping_ms is not None:
+            self.stats.ping_ms = ev.ping_ms
+            self.stats.ping_ms_max = max(ev.ping_ms, self.stats.ping_ms_max or 0)
+
+    def _on_tool_call(self, call: convai.ClientToolCallBody) -> None:
+        self.stats.tool_calls += 1
+        self._log("call.tool_call", tool=call.tool_name, tool_call_id=call.tool_call_id)
+        if self.state is not State.ACTIVE:
+            self._tool_result(call.tool_call_id, "the call is ending", True)
+        elif call.tool_name not in self._tools:
+            self._tool_result(call.tool_call_id, f"unknown client tool {call.tool_name!r}", True)
+        else:
+            self._act(RunTool(call.tool_name, call.tool_call_id, dict(call.parameters)))
+
+    def tool_finished(self, tool_call_id: str, result: str, is_error: bool) -> None:
+        if self._agent == "open":
+            self._tool_result(tool_call_id, result, is_error)
+
+    def _tool_result(self, tool_call_id: str, result: str, is_error: bool) -> None:
+        msg = convai.ClientToolResult(tool_call_id=tool_call_id, result=result, is_error=is_error)
+        self.to_agent.push(convai.encode_str(msg))
+
+    # ------------------------------------------------------------------ tools' reach
+
+    def send_to_agent(self, message: msgspec.Struct) -> None:
+        if self._agent == "open":
+            self.to_agent.push(convai.encode_str(message))
+
+    def play_to_caller(self, ulaw: bytes, label: str) -> None:
+        if self.state in (State.ACTIVE, State.ENDING) and not self._caller_gone:
+            self._send_caller_audio(ulaw, label)
+
+    def _send_caller_audio(self, ulaw: bytes, mark: str) -> None:
+        step = self.settings.out_chunk_bytes
+        sid = self.stream_sid
+        for i in range(0, len(ulaw), step):
+            b64 = binascii.b2a_base64(ulaw[i : i + step], newline=False).decode("ascii")
+            self.to_twilio.push(twilio.media_frame(sid, b64))
+        mark_msg = twilio.OutMark(streamSid=sid, mark=twilio.MarkBody(name=mark))
+        self.to_twilio.push(twilio.encode(mark_msg))
+        self._pending_marks.append(mark)
+        self.stats.bytes_out += len(ulaw)
+        if self._first_audio_at is None and ulaw:
+            self._first_audio_at = self._clock()
+
+    # ------------------------------------------------------------------ timers
+
+    def timer_fired(self, name: str) -> None:
+        if name == "start" and self.state is State.AWAITING_START:
+            self._log("call.no_start", logging.WARNING)
+            self.request_end(EndReason.NO_START, HANGUP, wait_for_playout=False)
+        elif name == "settle" and self._settling:
+            self._settling = False
+            self._maybe_finish()
+        elif name == "goodbye" and self.state is State.ENDING:
+            self._log("call.goodbye_timeout", logging.WARNING, pending_marks=self.pending_marks)
+            self._finish()
+
+    # ------------------------------------------------------------------ ending
+
+    def request_end(
+        self,
+        reason: EndReason,
+        disposition: Disposition = HANGUP,
+        *,
+        wait_for_playout: bool = True,
+    ) -> None:
+        """End the call with ``disposition``; optionally let queued agent audio play first.
+
+        When already ending, a request that does not wait cuts the wait short (the
+        first reason and disposition stand).
+        """
+        if self.state is State.ENDED:
+            return
+        if self.state is State.ENDING:
+            if not wait_for_playout:
+                self._finish()
+            return
+        self.reason, self.disposition = reason, disposition
+        waiting = wait_for_playout and self.state is State.ACTIVE
+        self.state = State.ENDING
+        self._early.clear()
+        self._log("call.ending", reason=reason.value, then=_describe(disposition), waiting=waiting)
+        if not waiting:
+            self._finish()
+            return
+        self._act(StartTimer("goodbye", self.settings.goodbye_timeout_s))
+        if self._agent == "open":  # the agent may still be sending its last words
+            self._settling = True
+            self._act(StartTimer("settle", self.settings.end_call_settle_s))
+        self._maybe_finish()
+
+    def _agent_failed(self, why: str) -> None:
+        s = self.settings
+        fallback = (self.plan.fallback_number if self.plan else None) or s.fallback_number
+        disposition: Disposition
+        if s.on_agent_failure == "transfer" and fallback:
+            disposition = Transfer(fallback)
+        elif s.on_agent_failure == "hangup":
+            disposition = HANGUP
+        else:  # apology, or transfer with no number to transfer to
+            disposition = Apology(s.apology_text)
+        self._log("call.agent_failed", logging.ERROR, why=why, then=_describe(disposition))
+        self.request_end(EndReason.AGENT_FAILED, disposition, wait_for_playout=False)
+
+    def _maybe_finish(self) -> None:
+        if self._settling:
+            return
+        if not self._tail_flushed and self._out is not None:
+            # The agent is done: the resampler's last few ms belong to the goodbye.
+            self._tail_flushed = True
+            tail = self._out.flush()
+            if tail and not self._caller_gone:
+                self._send_caller_audio(tail, "audio-tail")
+        if self._pending_marks and not self._caller_gone:
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.state is State.ENDED:
+            return
+        self.state = State.ENDED
+        reason = self.reason or EndReason.CALLER_HANGUP
+        self.reason = reason
+        for name in ("start", "settle", "goodbye"):
+            self._act(CancelTimer(name))
+        self._settling = False
+        if self._agent in ("connecting", "open"):
+            self._agent = "closed"
+            self._act(CloseAgent(NORMAL_CLOSE, "call ended"))
+        if not self._caller_gone:
+            rest = self.settings.rest_hangup and isinstance(self.disposition, Hangup)
+            self._act(EndStream(self.disposition, rest))
+        summary = self.summary()
+        self._act(
+            UpdateRecord(
+                {
+                    "status": "completed",
+                    "ended_at": self._wall(),
+                    "duration_s": summary["duration_s"],
+                    "end_reason": reason.value,
+                    "bytes_in": self.stats.bytes_in,
+                    "bytes_out": self.stats.bytes_out,
+                    "interruptions": self.stats.interruptions,
+                    "first_audio_ms": summary["first_audio_ms"],
+                    "transfer_target": self.disposition.number
+                    if isinstance(self.disposition, Transfer)
+                    else None,
+                }
+            )
+        )
+        self._log("call.summary", **summary)
+        self._act(Finished(reason, summary))
+
+    def summary(self) -> dict[str, Any]:
+        st = self.stats
+        now = self._clock()
+        started = self._started_at
+        first = self._first_audio_at
+        return {
+            "end_reason": (self.reason or EndReason.CALLER_HANGUP).value,
+            "then": _describe(self.disposition) if not self._caller_gone else None,
+            "duration_s": round(now - (started if started is not None else self._created_at), 3),
+            "bytes_in": st.bytes_in,
+            "bytes_out": st.bytes_out,
+            "interruptions": st.interruptions,
+            "first_audio_ms": round((first - started) * 1000, 1)
+            if first is not None and started is not None
+            else None,
+            "stale_dropped": st.stale_dropped,
+            "shed_to_caller": self.to_twilio.dropped,
+            "shed_to_agent": self.to_agent.dropped,
+            "early_dropped": st.early_dropped,
+            "bad_twilio_frames": st.bad_twilio,
+            "bad_agent_frames": st.bad_agent,
+            "tool_calls": st.tool_calls,
+            "ping_ms": st.ping_ms,
+            "ping_ms_max": st.ping_ms_max,
+            "sequence_gaps": self._stream.gaps,
+            "formats": st.audio_formats or None,
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def _act(self, action: Action) -> None:
+        self._actions.append(action)
+
+    def _log(self, event: str, level: int = logging.INFO, **fields: Any) -> None:
+        log_event(
+            logger,
+            event,
+            level,
+            call_sid=self.call_sid or None,
+            stream_sid=self.stream_sid or None,
+            conversation_id=self.conversation_id or None,
+            agent_id=self.agent_id or None,
+            **fields,
+        )
+
+
+def _decoded_len(b64: str) -> int:
+    """Bytes a base64 payload decodes to, without decoding it."""
+    return (len(b64) >> 2) * 3 - b64[-2:].count("=")
+
+
+def _describe(d: Disposition) -> str:
+    if isinstance(d, Transfer):
+        return f"transfer:{d.number}"
+    if isinstance(d, Apology):
+        return "apology"
+    return "hangup"
