@@ -47,7 +47,7 @@ def store(db_path: str) -> Iterator[Store]:
 @pytest.fixture
 def locker(db_path: str) -> Iterator[sqlite3.Connection]:
     """A second connection to the same file, to take locks on it like another process."""
-    conn = sqlite3.connect(db_path, isolation_level=None, timeout=0.05)
+    conn = sqlite3.connect(db_path, isolation_level=None, timeout=5)
     yield conn
     if conn.in_transaction:
         conn.execute("ROLLBACK")

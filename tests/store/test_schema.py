@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -8,6 +9,12 @@ import pytest
 from bridge.errors import StoreError
 from bridge.store import CallRecord, NumberRecord, Store
 from bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, connect, migrate, schema_version
+
+
+def _one(path: str, sql: str) -> object:
+    """One value read through a short-lived connection of its own."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql).fetchone()[0]
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:
@@ -21,6 +28,7 @@ def test_migrates_an_empty_database_to_the_latest_version() -> None:
     assert schema_version(conn) == SCHEMA_VERSION
     assert {"numbers", "calls"} <= _tables(conn)
     assert not conn.in_transaction
+    conn.close()
 
 
 def test_migrate_is_idempotent() -> None:
@@ -28,13 +36,13 @@ def test_migrate_is_idempotent() -> None:
     migrate(conn)
     assert migrate(conn) == 0
     assert schema_version(conn) == SCHEMA_VERSION
+    conn.close()
 
 
 def test_file_database_is_in_wal_mode(db_path: str) -> None:
     Store(db_path).close()
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert _one(db_path, "PRAGMA journal_mode") == "wal"
+    assert _one(db_path, "PRAGMA user_version") == SCHEMA_VERSION
 
 
 def test_reopen_keeps_data_and_applies_nothing(db_path: str) -> None:
@@ -46,6 +54,7 @@ def test_reopen_keeps_data_and_applies_nothing(db_path: str) -> None:
         assert s.get_call("CA1") is not None
     conn = connect(db_path, busy_timeout_s=1)
     assert migrate(conn, db_path) == 0
+    conn.close()
 
 
 def test_upgrades_a_version_1_database_keeping_its_rows(db_path: str) -> None:
@@ -62,9 +71,8 @@ def test_upgrades_a_version_1_database_keeping_its_rows(db_path: str) -> None:
         assert rec is not None and rec.updated_at == 5
         s.record_call(CallRecord(call_sid="CA1"))
         assert s.flush()
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 1
+    assert _one(db_path, "PRAGMA user_version") == SCHEMA_VERSION
+    assert _one(db_path, "SELECT count(*) FROM calls") == 1
 
 
 def test_refuses_a_database_from_a_newer_bridge(db_path: str) -> None:
@@ -85,11 +93,8 @@ def test_failed_migration_step_leaves_previous_version(db_path: str) -> None:
     conn.close()
     with pytest.raises(StoreError, match="cannot migrate"):
         Store(db_path)
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
-    assert "calls_started" not in {
-        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
-    }
+    assert _one(db_path, "PRAGMA user_version") == 1
+    assert _one(db_path, "SELECT count(*) FROM sqlite_master WHERE name = 'calls_started'") == 0
 
 
 def test_missing_directory_is_a_store_error(tmp_path: Path) -> None:

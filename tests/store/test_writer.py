@@ -96,8 +96,12 @@ def test_full_disk_queues_until_space_is_freed(
     with Store(db_path) as s:
         for i in range(40):
             s.record_call(CallRecord(call_sid=f"CA_old{i}", ended_at=1.0, events=blob))
-    page_size = sqlite3.connect(db_path).execute("PRAGMA page_size").fetchone()[0]
-    size_now = sqlite3.connect(db_path).execute("PRAGMA page_count").fetchone()[0] * page_size
+    probe = sqlite3.connect(db_path)
+    size_now = (
+        probe.execute("PRAGMA page_count").fetchone()[0]
+        * probe.execute("PRAGMA page_size").fetchone()[0]
+    )
+    probe.close()
 
     store = _fast_retry_store(db_path, max_db_bytes=size_now)  # not one page more
     for i in range(10):
