@@ -294,8 +294,14 @@ class CallWriter:
             with self._cond:
                 for sid, _record, _fields, seq in batch:
                     entry = self._pending.get(sid)
-                    if entry is not None and entry.seq == seq:
+                    if entry is None:
+                        continue
+                    if entry.seq == seq:
                         del self._pending[sid]
+                    else:
+                        # Changed meanwhile: to the back of the line, so calls that are
+                        # updated constantly cannot starve the rest of a long queue.
+                        self._pending[sid] = self._pending.pop(sid)
                 self._written += len(batch)
                 streak, self._streak = self._streak, 0
                 if self._overflowing and len(self._pending) < self._max_pending:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from bridge.store import CallRecord, Store
+from bridge.store.schema import connect, migrate
+from bridge.store.writer import CallWriter, DbHandle
 
 from .conftest import events, wait_until
 
@@ -180,3 +183,58 @@ def test_writer_recovers_from_a_hard_error(db_path: str, caplog: pytest.LogCaptu
     assert other.execute("SELECT count(*) FROM calls").fetchone()[0] == 2
     other.close()
     store.close()
+
+
+class _Gate:
+    """A stand-in for the handle lock: the n-th acquisition waits for the test."""
+
+    def __init__(self, block_at: int) -> None:
+        self.count = 0
+        self.block_at = block_at
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        if self.count == self.block_at:
+            self.reached.set()
+            assert self.release.wait(10)
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_a_call_changed_during_its_write_goes_to_the_back_of_the_queue() -> None:
+    conn = connect(":memory:", busy_timeout_s=1)
+    migrate(conn)
+    first_write, second_write = _Gate(block_at=1), _Gate(block_at=2)
+
+    class Gated:
+        def __enter__(self) -> None:
+            first_write.__enter__()
+            second_write.__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    writer = CallWriter(
+        lambda: DbHandle(conn, Gated(), owned=False),  # type: ignore[arg-type]
+        db_label="mem",
+        batch_size=2,
+        linger_s=0,
+    )
+    writer.submit("CA0", record=CallRecord(call_sid="CA0"))
+    assert first_write.reached.wait(10)  # the writer holds a batch of [CA0], mid-write
+    for i in (1, 2, 3):
+        writer.submit(f"CA{i}", record=CallRecord(call_sid=f"CA{i}"))
+    writer.submit("CA0", fields={"status": "completed"})
+    first_write.release.set()
+    assert second_write.reached.wait(10)  # first batch committed, second one mid-write
+    assert list(writer.pending_snapshot()) == ["CA1", "CA2", "CA3", "CA0"]
+    second_write.release.set()
+    assert writer.flush(10)
+    assert conn.execute("SELECT status FROM calls WHERE call_sid = 'CA0'").fetchone() == (
+        "completed",
+    )
+    assert writer.close(5) == 0
+    conn.close()
