@@ -9,17 +9,22 @@ in the heard stream by normalised cross-correlation (NCC) against the decoded pr
 * *tracking*: once the content delay (``lag``, heard sample index minus sent sample
   index) is known, all new frames are checked at their expected position in one
   vectorised step; a frame correlating above ``threshold`` is matched;
+* frames sent before any audio came back (held while the agent connected) are matched
+  but get no relay latency: that wait is the set-up figure;
 * a frame that does not match there is searched for within ±``search_samples``: found
   later than expected means audio was inserted before it (a gap: silence from late
   audio), found earlier than the previous frame means out of order, not found means lost;
 * after ``reacquire_after`` consecutive losses, or before the first match, the next
   frames are searched for over ``acquire_samples`` from the end of the last match.
 
-The relay latency of frame *k* is the arrival time of the chunk holding its last heard
-sample minus the time frame *k* was sent: both directions through the bridge, including
-the resamplers' algorithmic delay and the caller's 20 ms frame granularity (a sample is
-only sent when its frame is complete).  The caller's own playout buffer is not included:
-that is the phone's jitter buffer, not the bridge.
+The relay latency of frame *k* is when its first sample is heard minus when frame *k*
+was sent, where a heard chunk is taken to play from the moment it arrives: ``arrival of
+the chunk holding heard position p + (p − chunk start) / 8000 − sent``.  That is the
+mouth-to-ear delay minus Twilio's own 20 ms packetisation, the same for every sample of
+a frame whatever the chunk sizes: it includes both trips through the bridge, the
+resamplers' algorithmic delay, any re-chunking the bridge does (a 40 ms chunk holds its
+first frame back 20 ms) and inserted gaps; it excludes the caller's playout buffer (the
+phone's jitter buffer, not the bridge).
 
 The aligner is incremental: ``sent``/``heard`` as the call goes, ``advance()`` whenever
 figures are wanted (the live display does it once a second), ``advance(final=True)``
@@ -45,6 +50,7 @@ class EchoResult(msgspec.Struct, frozen=True):
     frames_matched: int  # found in the heard audio
     frames_lost: int  # sent but never heard back
     frames_pending: int  # sent, not judged yet (0 after the final advance)
+    setup_frames: int  # matched but sent before any audio came back: no relay latency
     out_of_order: int  # heard before a frame sent earlier
     gap_events: int  # places where audio was inserted between consecutive frames
     gap_ms: float  # total inserted audio
@@ -138,6 +144,7 @@ class EchoAligner:
         self.out_of_order = 0
         self.gap_events = 0
         self.gap_samples = 0
+        self.setup_frames = 0  # matched, but sent before the first audio came back
         self.latencies: list[float] = []  # seconds, in frame order
         self.latency_sent_at: list[float] = []  # send time of each latency sample
         self._snr: float | None = None
@@ -248,12 +255,18 @@ class EchoAligner:
 
     def _match(self, k: int, pos: int) -> None:
         end = self._chunk_end.view()
-        last = pos + FRAME_SAMPLES - 1
-        chunk = int(np.searchsorted(end, last, side="right"))
-        arrived = float(self._chunk_t.view()[chunk])
-        self.latencies.append(arrived - float(self._sent_t[k]))
-        self.latency_sent_at.append(float(self._sent_t[k]))
+        chunk = int(np.searchsorted(end, pos, side="right"))
+        chunk_start = int(end[chunk - 1]) if chunk else 0
+        heard_at = float(self._chunk_t.view()[chunk]) + (pos - chunk_start) / RATE
+        sent_at = float(self._sent_t[k])
         self.matched += 1
+        if sent_at < float(self._chunk_t.view()[0]):
+            # Sent before any agent audio had come back: held while the agent connected.
+            # That wait is the set-up figure (stream open → first audio), not relay.
+            self.setup_frames += 1
+        else:
+            self.latencies.append(heard_at - sent_at)
+            self.latency_sent_at.append(sent_at)
         self._misses = 0
         self._last_pos = max(self._last_pos, pos)
 
@@ -283,6 +296,7 @@ class EchoAligner:
             frames_matched=self.matched,
             frames_lost=self.lost,
             frames_pending=min(self._n_sent, self.probe.noise_frames) - self._k,
+            setup_frames=self.setup_frames,
             out_of_order=self.out_of_order,
             gap_events=self.gap_events,
             gap_ms=self.gap_samples * 1000 / RATE,

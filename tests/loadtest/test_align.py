@@ -31,10 +31,11 @@ def _frames(ulaw: bytes) -> list[bytes]:
 def _align(
     probe: Probe, heard_chunks: list[bytes], *, delay: float = 0.005, step: int | None = None
 ) -> EchoAligner:
-    """Frame i sent at 20 ms * i; heard chunk j arrives ``delay`` after frame j was sent."""
+    """Frame i sent at 20 ms * i + 1 ms; heard chunk j arrives at 20 ms * j + ``delay``
+    (so frame 0 is sent just after the first audio came back: every frame is timed)."""
     al = EchoAligner(probe)
     for i in range(probe.frames):
-        al.sent(i, 0.02 * i)
+        al.sent(i, 0.02 * i + 0.001)
     for j, chunk in enumerate(heard_chunks):
         al.heard(chunk, 0.02 * j + delay)
         if step and j % step == 0:
@@ -50,7 +51,7 @@ def test_passthrough_matches_every_frame_with_the_path_delay():
     assert (r.frames_sent, r.frames_matched, r.frames_lost) == (100, 100, 0)
     assert r.out_of_order == r.gap_events == r.frames_pending == 0
     assert r.lag_ms == 0
-    assert np.allclose(al.latencies, 0.005)
+    assert np.allclose(al.latencies, 0.004)
     # mu-law alone leaves the tone about 38 dB above its quantisation noise
     assert r.tone_snr_db is not None and 30 < r.tone_snr_db < 45
 
@@ -62,8 +63,8 @@ def test_filtered_path_is_matched_and_latency_includes_the_filter_delay():
     r = al.result()
     assert r.frames_matched == 100 and r.frames_lost == 0 and r.gap_events == 0
     assert r.lag_ms == pytest.approx(15 / 8)
-    # the last sample of frame k is heard in chunk k+1: one frame later, plus the path delay
-    assert np.allclose(al.latencies, 0.025)
+    # path delay plus the filter's 15 samples, for every frame
+    assert np.allclose(al.latencies, 0.004 + 15 / RATE)
     assert r.tone_snr_db is not None and r.tone_snr_db > 25
 
 
@@ -92,6 +93,20 @@ def test_swapped_frames_are_out_of_order():
     r = _align(probe, frames).result()
     assert r.frames_lost == 0 and r.frames_matched == 100
     assert r.out_of_order == 1
+
+
+def test_frames_held_during_set_up_get_no_relay_latency():
+    probe = make_probe(1.0, 0.0, seed=13)
+    al = EchoAligner(probe)
+    for i in range(probe.frames):
+        al.sent(i, 0.02 * i)
+    # the agent connected after 100 ms: frames 0-5 (sent by 102 ms) were held, then real time
+    for j, chunk in enumerate(_frames(probe.ulaw)):
+        al.heard(chunk, max(0.1, 0.02 * j) + 0.002)
+    al.advance(final=True)
+    r = al.result()
+    assert r.frames_matched == 50 and r.setup_frames == 6 and len(al.latencies) == 44
+    assert np.allclose(al.latencies, 0.002)
 
 
 def test_another_calls_audio_never_matches():
@@ -134,7 +149,7 @@ def test_incremental_advance_equals_one_final_pass():
     assert once.latencies == stepped.latencies
 
 
-def test_rechunked_audio_latency_uses_the_chunk_holding_the_last_sample():
+def test_rechunked_audio_latency_is_the_same_for_every_frame():
     probe = make_probe(1.0, 0.0, seed=11)
     al = EchoAligner(probe)
     for i in range(probe.frames):
@@ -145,7 +160,8 @@ def test_rechunked_audio_latency_uses_the_chunk_holding_the_last_sample():
     al.advance(final=True)
     assert al.result().frames_matched == 50
     lat = np.array(al.latencies)
-    assert np.allclose(lat[0::2], 0.023) and np.allclose(lat[1::2], 0.003)
+    # the first frame waited 20 ms for its chunk-mate; the second plays 20 ms into the chunk
+    assert np.allclose(lat, 0.023)
 
 
 @settings(max_examples=25, deadline=None)
