@@ -1,0 +1,278 @@
+"""Streaming polyphase resampler: one object per direction of a call.
+
+Latency first.  Output sample ``n`` (at ``n / out_rate`` seconds in the output stream)
+is the kernel of :mod:`bridge.audio.filters` centred ``delay_s`` (2.2 ms) earlier; it is
+computed and returned by the very ``process()`` call that delivers the newest input it
+needs.  Nothing else is held back, so the algorithmic delay is the group delay alone,
+whatever the chunk size (an impulse in 20 ms chunks comes out 2.2 ms late; a soxr HQ
+stream holds ~50-66 ms).
+
+Speed.  A 20 ms frame must cost a handful of numpy calls, not one per sample:
+
+* Outputs are grouped in **blocks** of ``K`` consecutive samples (8 at the 8 kHz side).
+  A block reads one contiguous window of ``W`` inputs and is one small matrix product
+  with a precomputed banded matrix ``G`` (K x W); the block's phase pattern depends only
+  on the phase of its first output, so a conversion has ``P`` distinct matrices (1 for
+  integer ratios; 10 for 44.1 kHz -> 8 kHz, whose period is 441 inputs : 80 outputs).
+  A frame is then: one gather of the block windows (row copies), one batched
+  ``matmul`` over the ``P`` patterns, one clip, one round.  The windows overlap by only
+  ``W/(K*in/out)`` ~ 1.2x, against 2-6x for per-output windows.
+* Everything that depends only on (chunk length, phase state) — window positions, which
+  pattern each block uses, the leftover outputs that do not fill a whole cycle of
+  blocks — is a cached :class:`_Plan`, so steady 20 ms framing never recomputes it.
+* Inputs land in a preallocated float32 history buffer; float32 keeps the error
+  ~140 dB below full scale, far under the int16 rounding the output gets anyway.
+
+State is per stream: the last ``taps - 1`` inputs and the phase ``z`` (how far, in
+``1/up`` input samples, the next output lies past the inputs consumed).  Odd byte
+counts are fine: a dangling byte is carried to the next call.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+from bridge.audio.filters import Polyphase, check_rates, polyphase
+
+F32 = npt.NDArray[np.float32]
+Idx = npt.NDArray[np.intp]
+
+BLOCK_LOW_RATE_SAMPLES = 8  # a block spans ~8 samples of the lower rate (1 ms at 8 kHz)
+_INITIAL_CHUNK = 4096  # inputs the buffer holds before it first grows
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Per-conversion constants shared by every stream of that conversion."""
+
+    pp: Polyphase
+    block: int  # K: outputs per block
+    cycle: int  # P: distinct block patterns before they repeat
+    width: int  # W: inputs one block window spans (max over patterns)
+    rows: F32  # (up, taps): coeffs reversed to increasing input index
+
+
+def _choose_block(up: int, down: int) -> int:
+    if up == 1:
+        return BLOCK_LOW_RATE_SAMPLES
+    if down == 1:
+        return BLOCK_LOW_RATE_SAMPLES * up
+    # Rational ratio: a divisor of `up` keeps the number of block patterns at up / K.
+    target = BLOCK_LOW_RATE_SAMPLES * max(1.0, up / down)
+    divisors = [d for d in range(1, up + 1) if up % d == 0]
+    return min(divisors, key=lambda d: (abs(d - target), -d))
+
+
+@functools.lru_cache(maxsize=32)
+def _geometry(in_rate: int, out_rate: int) -> _Geometry:
+    pp = polyphase(in_rate, out_rate)
+    up, down, taps = pp.up, pp.down, pp.taps
+    block = _choose_block(up, down)
+    cycle = up // math.gcd(block * down, up)
+    width = (up - 1 + (block - 1) * down) // up + taps
+    rows = np.ascontiguousarray(pp.coeffs[:, ::-1], dtype=np.float32)
+    rows.setflags(write=False)
+    return _Geometry(pp, block, cycle, width, rows)
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern_stack(in_rate: int, out_rate: int, first_phase: int) -> F32:
+    """Transposed block matrices ``(P, W, K)`` for the cycle starting at ``first_phase``."""
+    g = _geometry(in_rate, out_rate)
+    up, down, taps = g.pp.up, g.pp.down, g.pp.taps
+    stack = np.zeros((g.cycle, g.width, g.block), dtype=np.float32)
+    for c in range(g.cycle):
+        p0 = (first_phase + c * g.block * down) % up
+        for k in range(g.block):
+            u = p0 + k * down
+            off = u // up
+            stack[c, off : off + taps, k] = g.rows[u % up]
+    stack.setflags(write=False)
+    return stack
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """How one chunk of ``n`` inputs at phase state ``z`` turns into outputs."""
+
+    n_out: int
+    z_next: int
+    cycles: int  # Q: whole cycles of blocks; outputs [0, Q*P*K) come from blocks
+    block_starts: Idx  # (P*Q,) window starts, pattern-major (all c=0 blocks first)
+    stack: F32 | None  # (P, W, K)
+    rem_starts: Idx  # window starts of the leftover outputs (per-output path)
+    rem_rows: F32  # (r, taps) their coefficient rows
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(in_rate: int, out_rate: int, n: int, z: int) -> _Plan:
+    g = _geometry(in_rate, out_rate)
+    up, down = g.pp.up, g.pp.down
+    # Output i of this chunk sits at z + i*down (units of 1/up input) past the first
+    # new input; it is ready once its newest input, (z + i*down) // up, has arrived.
+    n_out = max(0, -(-(n * up - z) // down))
+    z_next = z + n_out * down - n * up
+    per_cycle = g.cycle * g.block
+    cycles = n_out // per_cycle
+    pos = z + np.arange(n_out, dtype=np.int64) * down
+    # With `taps - 1` history samples ahead of the new ones, the window of output i
+    # starts at buffer position pos // up.
+    starts = (pos // up).astype(np.intp)
+    if cycles:
+        q = np.arange(cycles)[None, :]
+        c = np.arange(g.cycle)[:, None]
+        block_starts = starts[((q * g.cycle + c) * g.block).ravel()]
+        stack: F32 | None = _pattern_stack(in_rate, out_rate, z % up)
+    else:
+        block_starts = np.empty(0, dtype=np.intp)
+        stack = None
+    rem = slice(cycles * per_cycle, n_out)
+    rem_rows = np.ascontiguousarray(g.rows[(pos[rem] % up)])
+    return _Plan(n_out, z_next, cycles, block_starts, stack, starts[rem].copy(), rem_rows)
+
+
+@dataclass(frozen=True, eq=False)
+class _Bound:
+    """A plan bound to one stream's buffers: input views and a reusable output array."""
+
+    plan: _Plan
+    y: F32  # (n_out,) output, overwritten by every call with this plan
+    body: F32  # the block-computed part of y, shaped for the matmul's output
+    windows: F32 | None  # uniform-stride view of the block windows (one pattern only)
+    rest: F32  # the per-output part of y
+
+
+class StreamingResampler:
+    """Convert a stream of 16-bit little-endian mono PCM from ``in_rate`` to ``out_rate``.
+
+    Feed chunks of any size (20 ms frames, odd byte counts, empty) to :meth:`process`;
+    each call returns every output sample its input completes.  :meth:`flush` returns
+    the held-back tail, :meth:`reset` drops all state (barge-in).  With equal rates it
+    is an identity that only carries odd bytes.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        check_rates(in_rate, out_rate)
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self.identity = in_rate == out_rate
+        self._pending = b""
+        self._dirty = False  # inputs arrived since the last flush/reset
+        self._z = 0
+        self._bound: dict[tuple[int, int], _Bound] = {}
+        if self.identity:
+            self.delay_ms = 0.0
+            return
+        self._g = _geometry(in_rate, out_rate)
+        self.delay_ms = self._g.pp.delay_s * 1000.0
+        self._hist = self._g.pp.taps - 1
+        self._alloc(_INITIAL_CHUNK)
+
+    def process(self, pcm16le: bytes) -> bytes:
+        """Resample one chunk; returns whole samples (possibly none)."""
+        if self._pending:
+            pcm16le = self._pending + pcm16le
+            self._pending = b""
+        if len(pcm16le) & 1:
+            self._pending = pcm16le[-1:]
+            pcm16le = pcm16le[:-1]
+        if not pcm16le:
+            return b""
+        if self.identity:
+            return bytes(pcm16le)
+        return _to_pcm16(self._run(np.frombuffer(pcm16le, dtype="<i2")))
+
+    def flush(self) -> bytes:
+        """Return everything the inputs so far still contribute to, as if silence followed.
+
+        Emits ``taps - 1`` inputs' worth (~2 x delay_ms) of output; afterwards the history
+        is silent and the stream may simply continue.  A dangling odd byte is dropped.
+        """
+        self._pending = b""
+        if self.identity or not self._dirty:
+            return b""
+        out = _to_pcm16(self._run(np.zeros(self._hist, dtype=np.float32)))
+        self._dirty = False
+        return out
+
+    def reset(self) -> None:
+        """Forget all history and phase, as if newly constructed (barge-in)."""
+        self._pending = b""
+        self._dirty = False
+        self._z = 0
+        if not self.identity:
+            self._buf[:] = 0.0
+
+    def _alloc(self, chunk: int) -> None:
+        old = getattr(self, "_buf", None)
+        self._buf: F32 = np.zeros(self._hist + chunk + self._g.width, dtype=np.float32)
+        if old is not None:
+            self._buf[: self._hist] = old[: self._hist]
+        self._blocks_view = sliding_window_view(self._buf, self._g.width)
+        self._taps_view = sliding_window_view(self._buf, self._g.pp.taps)
+        self._capacity = chunk
+        self._bound.clear()
+
+    def _bind(self, n: int, z: int) -> _Bound:
+        g = self._g
+        plan = _plan(self.in_rate, self.out_rate, n, z)
+        y = np.empty(plan.n_out, dtype=np.float32)
+        n_body = plan.cycles * g.cycle * g.block
+        windows: F32 | None = None
+        body: F32
+        if g.cycle == 1:
+            body = y[:n_body].reshape(plan.cycles, g.block)
+            if plan.cycles:
+                # One pattern: block windows are evenly spaced, so a strided view of the
+                # buffer replaces the gather (np.dot copies it to BLAS layout in one go).
+                step = plan.block_starts[1] - plan.block_starts[0] if plan.cycles > 1 else 1
+                windows = np.ndarray(
+                    (plan.cycles, g.width),
+                    dtype=np.float32,
+                    buffer=self._buf,
+                    offset=int(plan.block_starts[0]) * 4,
+                    strides=(int(step) * 4, 4),
+                )
+        else:
+            body = y[:n_body].reshape(plan.cycles, g.cycle, g.block).transpose(1, 0, 2)
+        if len(self._bound) >= 8:  # odd chunk sizes: keep the cache small
+            self._bound.clear()
+        bound = _Bound(plan, y, body, windows, y[n_body:])
+        self._bound[(n, z)] = bound
+        return bound
+
+    def _run(self, x: npt.NDArray[np.int16] | F32) -> F32:
+        n = x.size
+        if n > self._capacity:
+            self._alloc(1 << (n - 1).bit_length())
+        hist, buf = self._hist, self._buf
+        buf[hist : hist + n] = x
+        self._dirty = True
+        b = self._bound.get((n, self._z)) or self._bind(n, self._z)
+        plan = b.plan
+        if b.windows is not None:
+            np.dot(b.windows, plan.stack[0], out=b.body)  # type: ignore[index]
+        elif plan.stack is not None:
+            g = self._g
+            windows = self._blocks_view[plan.block_starts]
+            np.matmul(windows.reshape(g.cycle, plan.cycles, g.width), plan.stack, out=b.body)
+        if b.rest.size:
+            np.einsum("ij,ij->i", self._taps_view[plan.rem_starts], plan.rem_rows, out=b.rest)
+        buf[:hist] = buf[n : n + hist]
+        self._z = plan.z_next
+        return b.y
+
+
+def _to_pcm16(y: F32) -> bytes:
+    """Round to int16 with saturation (the kernel overshoots a little near full scale)."""
+    np.maximum(y, -32768.0, out=y)
+    np.minimum(y, 32767.0, out=y)
+    out = np.empty(y.size, dtype="<i2")
+    np.rint(y, out=out, casting="unsafe")
+    return out.tobytes()
