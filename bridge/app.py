@@ -10,6 +10,7 @@ Everything shared lives on ``app.state``:
 ``calls``              :class:`~bridge.call.registry.LiveCalls` (``hangup(call_sid)``)
 ``metrics``            :class:`~bridge.ops.metrics.Metrics`
 ``platform``           :class:`~bridge.platform.client.PlatformClient` or None
+``telephony``          :class:`~bridge.telephony.features.Telephony` (caps, live features)
 =====================  ==================================================================
 
 Routes are one list: :func:`~bridge.call.endpoints.twilio_routes` plus ``extra_routes``
@@ -45,6 +46,9 @@ from bridge.ops.metrics import Metrics
 from bridge.platform.client import PlatformClient
 from bridge.routing import RoutingTable
 from bridge.store import Store
+from bridge.telephony.dialer import Dialer
+from bridge.telephony.endpoints import TelephonyEndpoints
+from bridge.telephony.features import Telephony
 from bridge.twilio.rest import TwilioRest
 
 logger = logging.getLogger("bridge.app")
@@ -124,8 +128,17 @@ def create_app(
             await owned.aclose()
             log_event(logger, "bridge.stopped", live_calls=len(services.calls))
 
-    admin = admin_routes(Provisioning(services, platform), config.admin.token)
-    app = Starlette(routes=[*twilio_routes(), *admin, *extra_routes], lifespan=lifespan)
+    # Telephony features (transfer, keypad, limits, voicemail, outbound calls): tools,
+    # admission and per-call watcher into the services, their routes next to the rest.
+    telephony = Telephony(config.telephony, services.calls, store).install(services)
+    phone = TelephonyEndpoints(telephony, Dialer(services, telephony))
+    admin = admin_routes(
+        Provisioning(services, platform), config.admin.token, phone.admin_routes()
+    )
+    app = Starlette(
+        routes=[*twilio_routes(), *phone.twilio_routes(), *admin, *extra_routes],
+        lifespan=lifespan,
+    )
     app.state.services = services
     app.state.config = config
     app.state.store = store
@@ -133,6 +146,7 @@ def create_app(
     app.state.calls = services.calls
     app.state.metrics = services.metrics
     app.state.platform = platform
+    app.state.telephony = telephony
     return app
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from bridge.routing import RoutingTable
 
 # <Parameter>s the bridge itself writes; they steer the call and are not agent variables.
-CONTROL_PARAMETERS = frozenset({"agent_id"})
+CONTROL_PARAMETERS = frozenset({"agent_id", "first_message"})
 RESERVED_PREFIX = "system__"
 
 
@@ -37,12 +37,14 @@ def plan_for_stream(params: Mapping[str, str], routing: RoutingTable) -> CallPla
     if not agent_id:
         return None
     source = "parameter" if params.get("agent_id") else route.source if route else "default"
+    # A first_message parameter (an outbound call's own greeting) beats the number's.
+    first_message = params.get("first_message") or None
     if route is None:
-        return CallPlan(agent_id, source)
+        return CallPlan(agent_id, source, first_message=first_message)
     return CallPlan(
         agent_id,
         source,
-        first_message=route.first_message,
+        first_message=first_message or route.first_message,
         language=route.language,
         dynamic_variables=route.dynamic_variables,
         fallback_number=route.fallback_number,

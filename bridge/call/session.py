@@ -275,13 +275,17 @@ class CallSession:
         self._act(CancelTimer("start"))
         plan = self.plan = self._resolve(self.parameters)
         self.agent_id = plan.agent_id if plan else ""
+        # caller_id is always the other party, called_number ours; on a call we placed
+        # (direction=outbound) Twilio's From is ours, so the record keeps From/To as Twilio.
+        ours, theirs = self.parameters.get("called_number"), self.parameters.get("caller_id")
+        outbound = self.parameters.get("direction") == "outbound"
         self._act(
             UpdateRecord(
                 {
                     "stream_sid": self.stream_sid,
                     "agent_id": self.agent_id or None,
-                    "from_number": self.parameters.get("caller_id"),
-                    "to_number": self.parameters.get("called_number"),
+                    "from_number": ours if outbound else theirs,
+                    "to_number": theirs if outbound else ours,
                     "status": "in-progress",
                     "answered_at": self._wall(),
                 }

@@ -13,6 +13,7 @@ up a finished call has the wanted outcome.  Anything else raises
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,47 @@ class TwilioRest:
     async def hangup(self, call_sid: str) -> bool:
         """``Status=completed``; False when the call was already gone."""
         return await self._update(call_sid, status="completed")
+
+    async def create_call(
+        self,
+        *,
+        to: str,
+        from_: str,
+        twiml: str,
+        status_callback: str,
+        status_callback_events: Sequence[str],
+        timeout_s: int,
+        machine_detection: str | None = None,
+        amd_callback: str | None = None,
+    ) -> str:
+        """Place an outbound call that runs ``twiml`` when answered; returns its SID.
+
+        Machine detection is asynchronous (``AsyncAmd``): the TwiML runs at once and
+        the verdict is posted to ``amd_callback`` while the call goes on.
+        """
+        extra: dict[str, Any] = {}
+        if machine_detection:
+            extra = {
+                "machine_detection": machine_detection,
+                "async_amd": "true",
+                "async_amd_status_callback": amd_callback,
+                "async_amd_status_callback_method": "POST",
+            }
+        inst = await self._number_op(
+            "call create",
+            self._client.calls.create_async(
+                to=to,
+                from_=from_,
+                twiml=twiml,
+                status_callback=status_callback,
+                status_callback_event=list(status_callback_events),
+                status_callback_method="POST",
+                timeout=timeout_s,
+                **extra,
+            ),
+        )
+        sid: str = inst.sid
+        return sid
 
     async def redirect(self, call_sid: str, twiml: str) -> bool:
         """Replace the call's TwiML (ends a media stream; e.g. ``<Dial>`` to transfer)."""

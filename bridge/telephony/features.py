@@ -1,0 +1,378 @@
+"""The telephony features of a running bridge, and their per-call companion.
+
+:class:`Telephony` is built once per app from the config and plugged into the call
+services with :meth:`Telephony.install`:
+
+* the client tools ``transfer_call`` / ``send_dtmf`` go into the tool registry;
+* :class:`CapacityAdmission` wraps the webhook's admission (concurrency caps);
+* ``on_keypad`` gets the caller's keypad digits;
+* ``watch`` makes a :class:`CallFeatures` for every call whose stream has started.
+
+:class:`CallFeatures` is the asyncio adapter over the pure watchers of
+:mod:`bridge.telephony.limits` and :mod:`bridge.telephony.dtmf_in`: one loop timer,
+always armed for the earliest deadline among them (duration warning, duration end,
+silence end, keypad entry pause).  It hears every caller media payload (the silence
+watch measures its level), every keypad digit, and the end of the call, when it writes
+what happened (digits, warnings, limits, answering-machine verdict) into the call
+record's ``events``.
+
+Answering-machine verdicts (:meth:`Telephony.answered_by`) can arrive before the stream
+has started; they wait (bounded) and are applied when it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.audio.g711 import ulaw_decode
+from bridge.call.actions import HANGUP, Apology, EndReason
+from bridge.call.admission import Admission, AdmitAll, Refusal
+from bridge.call.registry import LiveCalls
+from bridge.call.services import CallServices
+from bridge.call.tools import CallControl
+from bridge.config import TelephonyConfig
+from bridge.convai.messages import ContextualUpdate, UserMessage
+from bridge.errors import BridgeError, InputError
+from bridge.log import log_event
+from bridge.store import Store
+from bridge.telephony import voicemail
+from bridge.telephony.dtmf_in import KeypadCollector, KeypadMessage, KeypadPolicy
+from bridge.telephony.limits import (
+    DurationLimit,
+    DurationWarning,
+    LimitReached,
+    SilenceWatch,
+    level_dbfs,
+)
+from bridge.telephony.tools import TelephonyTools
+
+logger = logging.getLogger("bridge.telephony")
+
+_MAX_PENDING = 10_000
+Clock = Callable[[], float]
+
+
+# --------------------------------------------------------------------------- admission
+
+
+@dataclass
+class _Hold:
+    number: str
+    at: float
+    ttl_s: float
+    call_sid: str | None
+
+
+class CapacityAdmission:
+    """Global and per-number caps on calls at once, as the webhook's admission.
+
+    A call counts from the moment it is admitted: live calls (streams running, from
+    :class:`~bridge.call.registry.LiveCalls`) plus *holds*: calls the webhook admitted
+    or the dialer placed whose stream has not started yet.  A hold ends when the stream
+    starts (:meth:`started`), when an outbound call ends unanswered (:meth:`release`),
+    or after its time to live (the caller hung up while it was ringing).  The
+    ``inner`` admission (e.g. draining) is asked first.
+    """
+
+    def __init__(
+        self,
+        cfg: TelephonyConfig,
+        calls: LiveCalls,
+        inner: Admission | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        hold_ttl_s: float = 15.0,
+    ):
+        self.cfg = cfg
+        self.calls = calls
+        self.inner = inner or AdmitAll()
+        self.clock = clock
+        self.hold_ttl_s = hold_ttl_s
+        self._holds: list[_Hold] = []
+
+    def _expire(self, now: float) -> None:
+        self._holds = [h for h in self._holds if now - h.at < h.ttl_s]
+
+    def count(self, number: str | None = None) -> int:
+        self._expire(self.clock())
+        if number is None:
+            return len(self.calls) + len(self._holds)
+        held = sum(1 for h in self._holds if h.number == number)
+        return self.calls.count_for(number) + held
+
+    def refusal(self, number: str) -> Refusal | None:
+        """Why a new call on ``number`` would exceed a cap (None: it fits)."""
+        cfg = self.cfg
+        scope = None
+        if cfg.max_concurrent_calls and self.count() >= cfg.max_concurrent_calls:
+            scope = f"global cap {cfg.max_concurrent_calls}"
+        elif cfg.max_concurrent_calls_per_number and (
+            self.count(number) >= cfg.max_concurrent_calls_per_number
+        ):
+            scope = f"cap {cfg.max_concurrent_calls_per_number} on {number}"
+        if scope is None:
+            return None
+        log_event(logger, "telephony.over_capacity", logging.WARNING, number=number, cap=scope)
+        if cfg.over_capacity == "message":
+            return Refusal("over_capacity", message=cfg.over_capacity_message)
+        return Refusal("over_capacity", reject_reason="busy")
+
+    def check(self, to_number: str) -> Refusal | None:
+        refused = self.inner.check(to_number)
+        if refused is not None:
+            return refused
+        refused = self.refusal(to_number)
+        if refused is None:
+            self._holds.append(_Hold(to_number, self.clock(), self.hold_ttl_s, None))
+        return refused
+
+    def hold(self, number: str, call_sid: str, ttl_s: float) -> None:
+        """An outbound call was placed: it counts while it rings."""
+        self._holds.append(_Hold(number, self.clock(), ttl_s, call_sid))
+
+    def started(self, number: str, call_sid: str) -> None:
+        """A stream started: its hold (by SID, else the oldest on the number) ends."""
+        for i, h in enumerate(self._holds):
+            if h.call_sid == call_sid:
+                del self._holds[i]
+                return
+        for i, h in enumerate(self._holds):
+            if h.call_sid is None and h.number == number:
+                del self._holds[i]
+                return
+
+    def release(self, call_sid: str) -> None:
+        self._holds = [h for h in self._holds if h.call_sid != call_sid]
+
+
+# --------------------------------------------------------------------------- per call
+
+
+class CallFeatures:
+    """Limits and keypad for one live call (see the module docstring)."""
+
+    def __init__(self, telephony: Telephony, call: CallControl):
+        self.t = telephony
+        self.call = call
+        cfg = telephony.cfg
+        now = telephony.clock()
+        self.started_at = now
+        self.duration = DurationLimit(cfg.max_call_duration_s, cfg.duration_warning_s, now)
+        self.silence = SilenceWatch(cfg.silence_timeout_s, cfg.silence_threshold_dbfs, now)
+        self.keypad = KeypadCollector(
+            KeypadPolicy(
+                cfg.dtmf_mode,
+                cfg.dtmf_deliver,
+                cfg.dtmf_collect_timeout_s,
+                cfg.dtmf_collect_max_digits,
+            )
+        )
+        self.events: list[dict[str, Any]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._done = False
+        self._arm()
+
+    def _since(self) -> float:
+        return round(self.t.clock() - self.started_at, 3)
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def caller_audio(self, payload_b64: str) -> None:
+        """One caller media payload (hot path: only measured when silence is watched)."""
+        if self.silence.timeout_s <= 0 or self._done:
+            return
+        try:
+            ulaw = binascii.a2b_base64(payload_b64)
+        except (binascii.Error, ValueError):
+            return  # the session counts malformed payloads
+        self.silence.heard(level_dbfs(ulaw_decode(ulaw)), self.t.clock())
+
+    def keypad_digit(self, digit: str) -> None:
+        try:
+            messages = self.keypad.press(digit, self.t.clock())
+        except InputError as e:
+            log_event(
+                logger,
+                "telephony.keypad_invalid",
+                logging.WARNING,
+                call_sid=self.call.call_sid,
+                error=str(e),
+            )
+            return
+        self.events.append({"at": self._since(), "event": "dtmf", "digit": digit})
+        self._deliver(messages)
+        self._arm()
+
+    def answered_by(self, value: str) -> None:
+        t = self.t.cfg
+        decision = voicemail.decide(value, t.voicemail_action, t.voicemail_message)
+        self.events.append({"at": self._since(), "event": "answered_by", "value": value})
+        log_event(
+            logger,
+            "telephony.answered_by",
+            call_sid=self.call.call_sid,
+            answered_by=value,
+            action=type(decision).__name__,
+        )
+        if isinstance(decision, voicemail.HangUp):
+            self.call.end_call(EndReason.VOICEMAIL, HANGUP, wait_for_playout=False)
+        elif isinstance(decision, voicemail.PlayMessage):
+            self.call.end_call(EndReason.VOICEMAIL, Apology(decision.text), wait_for_playout=False)
+        elif isinstance(decision, voicemail.NotifyAgent):
+            self.call.send_to_agent(ContextualUpdate(text=decision.text))
+
+    def ended(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for m in self.keypad.flush():  # nobody to tell now; keep it in the record
+            self.events.append({"at": self._since(), "event": "dtmf_unsent", "digits": m.digits})
+        self.t.call_ended(self)
+
+    # -- timer -------------------------------------------------------------------------
+
+    def _deadline(self) -> float | None:
+        ds = [
+            d
+            for d in (self.duration.deadline(), self.silence.deadline(), self.keypad.deadline())
+            if d is not None
+        ]
+        return min(ds) if ds else None
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self._deadline()
+        if deadline is None or self._done:
+            return
+        delay = max(0.0, deadline - self.t.clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._done:
+            return
+        now = self.t.clock()
+        self._deliver(self.keypad.poll(now))
+        for ev in [*self.duration.poll(now), *self.silence.poll(now)]:
+            if isinstance(ev, DurationWarning):
+                self.events.append({"at": self._since(), "event": "duration_warning"})
+                log_event(
+                    logger,
+                    "telephony.duration_warning",
+                    call_sid=self.call.call_sid,
+                    remaining_s=round(ev.remaining_s, 1),
+                )
+                self.call.send_to_agent(ContextualUpdate(text=ev.text))
+            elif isinstance(ev, LimitReached):
+                self._limit(ev)
+                return
+        self._arm()
+
+    def _limit(self, ev: LimitReached) -> None:
+        self.events.append({"at": self._since(), "event": "limit", "limit": ev.limit})
+        log_event(
+            logger,
+            "telephony.limit_reached",
+            logging.WARNING,
+            call_sid=self.call.call_sid,
+            limit=ev.limit,
+            after_s=round(ev.after_s, 1),
+        )
+        reason = EndReason.MAX_DURATION if ev.limit == "max_duration" else EndReason.SILENCE
+        self.call.end_call(reason, HANGUP, wait_for_playout=False)
+
+    def _deliver(self, messages: list[KeypadMessage]) -> None:
+        for m in messages:
+            log_event(
+                logger,
+                "telephony.keypad",
+                call_sid=self.call.call_sid,
+                kind=m.kind,
+                digits=len(m.digits),
+                why=m.reason,
+            )
+            msg = (
+                UserMessage(text=m.text)
+                if m.kind == "user_message"
+                else ContextualUpdate(text=m.text)
+            )
+            self.call.send_to_agent(msg)
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class Telephony:
+    def __init__(
+        self,
+        cfg: TelephonyConfig,
+        calls: LiveCalls,
+        store: Store | None = None,
+        *,
+        clock: Clock = time.monotonic,
+    ):
+        self.cfg = cfg
+        self.calls = calls
+        self.store = store
+        self.clock = clock
+        self.tools = TelephonyTools(cfg)
+        self.capacity = CapacityAdmission(cfg, calls, clock=clock)
+        self.live: dict[str, CallFeatures] = {}
+        self._amd: OrderedDict[str, str] = OrderedDict()
+
+    def install(self, services: CallServices) -> Telephony:
+        self.tools.register(services.tools)
+        self.capacity.inner = services.admission
+        services.admission = self.capacity
+        services.on_keypad = self.on_keypad
+        services.watch = self.watch
+        return self
+
+    def watch(self, call: CallControl) -> CallFeatures:
+        features = CallFeatures(self, call)
+        self.live[call.call_sid] = features
+        self.capacity.started(call.parameters.get("called_number", ""), call.call_sid)
+        pending = self._amd.pop(call.call_sid, None)
+        if pending is not None:
+            features.answered_by(pending)
+        return features
+
+    async def on_keypad(self, call: CallControl, digit: str) -> None:
+        features = self.live.get(call.call_sid)
+        if features is not None:
+            features.keypad_digit(digit)
+
+    def answered_by(self, call_sid: str, value: str) -> None:
+        """Twilio's answering-machine verdict for ``call_sid``."""
+        features = self.live.get(call_sid)
+        if features is not None:
+            features.answered_by(value)
+            return
+        self._amd[call_sid] = value
+        while len(self._amd) > _MAX_PENDING:
+            self._amd.popitem(last=False)
+
+    def call_ended(self, features: CallFeatures) -> None:
+        sid = features.call.call_sid
+        self.live.pop(sid, None)
+        self._amd.pop(sid, None)
+        if not features.events or self.store is None:
+            return
+        try:
+            rec = self.store.get_call(sid)
+            before = list(rec.events) if rec is not None else []
+            self.store.update_call(sid, events=[*before, *features.events])
+        except BridgeError as e:
+            log_event(logger, "telephony.record_failed", logging.ERROR, call_sid=sid, error=str(e))
