@@ -38,6 +38,7 @@ import math
 import msgspec
 import numpy as np
 
+from bridge.audio.signals import tone_snr_db
 from bridge.loadtest.probe import FRAME_SAMPLES, RATE, TONE_HZ, Probe, ulaw_to_linear
 
 _SHIFT_TOLERANCE = 2  # samples: resampler rounding, not a gap
@@ -93,23 +94,6 @@ def _search(template: np.ndarray, segment: np.ndarray) -> tuple[int, float]:
     ncc = np.divide(num, den, out=np.zeros_like(num), where=den > 1e-6 * max(t_energy, 1.0))
     best = int(np.argmax(ncc))
     return best, float(ncc[best])
-
-
-def tone_snr_db(samples: np.ndarray, freq: float, rate: int = RATE) -> float:
-    """SNR of a pure tone: its least-squares sinusoid fit against everything else (dB)."""
-    x = samples.astype(np.float64)
-    x = x - x.mean()
-    t = np.arange(x.size) / rate
-    basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], axis=1)
-    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
-    fit = basis @ coef
-    noise = float(np.sum((x - fit) ** 2))
-    sig = float(np.sum(fit**2))
-    if sig <= 0:
-        return -math.inf
-    if noise <= 0:
-        return math.inf
-    return 10 * math.log10(sig / noise)
 
 
 class EchoAligner:
@@ -286,7 +270,7 @@ class EchoAligner:
         end = self.lag + FRAME_SAMPLES * (p.frames - 1)
         if start < 0 or end > heard.size:
             return None
-        return tone_snr_db(heard[start:end], TONE_HZ)
+        return tone_snr_db(heard[start:end], RATE, TONE_HZ)
 
     # ------------------------------------------------------------------ output
 

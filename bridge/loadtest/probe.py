@@ -13,17 +13,19 @@ sub-multiple of 8 kHz, so every sample hits a different phase.
 
 from __future__ import annotations
 
-import audioop
 from dataclasses import dataclass
 
 import numpy as np
+
+from bridge.audio.g711 import ulaw_decode, ulaw_encode
+from bridge.audio.signals import tone
 
 RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms of 8 kHz mu-law: one Twilio media frame
 BAND_HZ = (200.0, 3400.0)
 TONE_HZ = 1004.0
 NOISE_RMS = 5000.0  # about -16 dBFS: loud enough for mu-law SNR, far from clipping
-TONE_AMPLITUDE = 8000.0
+TONE_DBFS = -12.0
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,6 @@ def band_noise(samples: int, seed: int) -> np.ndarray:
     return out
 
 
-def tone(samples: int, freq: float = TONE_HZ, amplitude: float = TONE_AMPLITUDE) -> np.ndarray:
-    t = np.arange(samples) / RATE
-    out: np.ndarray = amplitude * np.sin(2 * np.pi * freq * t)
-    return out
-
-
 def make_probe(noise_s: float, tone_s: float, seed: int) -> Probe:
     """A probe of ``noise_s`` seconds of noise then ``tone_s`` seconds of tone, whole frames."""
     if noise_s <= 0 or tone_s < 0:
@@ -67,12 +63,12 @@ def make_probe(noise_s: float, tone_s: float, seed: int) -> Probe:
     n_tone = round(tone_s * RATE / FRAME_SAMPLES)
     parts = [band_noise(n_noise * FRAME_SAMPLES, seed)]
     if n_tone:
-        parts.append(tone(n_tone * FRAME_SAMPLES))
+        parts.append(tone(TONE_HZ, n_tone * FRAME_SAMPLES / RATE, RATE, TONE_DBFS))
     pcm = np.clip(np.concatenate(parts), -32767, 32767).astype("<i2")
-    ulaw = audioop.lin2ulaw(pcm.tobytes(), 2)
-    linear = np.frombuffer(audioop.ulaw2lin(ulaw, 2), dtype="<i2")
+    ulaw = ulaw_encode(pcm.tobytes())
+    linear = ulaw_to_linear(ulaw)
     return Probe(ulaw=ulaw, linear=linear, noise_frames=n_noise, tone_frames=n_tone)
 
 
 def ulaw_to_linear(ulaw: bytes) -> np.ndarray:
-    return np.frombuffer(audioop.ulaw2lin(ulaw, 2), dtype="<i2")
+    return np.frombuffer(ulaw_decode(ulaw), dtype="<i2")

@@ -15,13 +15,13 @@ the load test starts its own emulator it creates one agent per (behaviour, forma
 
 from __future__ import annotations
 
-import audioop
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from bridge.audio.g711 import ulaw_encode
 from bridge.emulator.twilio.script import BargeIn, CallScript, HangUp, Pause, Talk, WaitForAgent
 from bridge.loadtest.probe import Probe, band_noise, make_probe
 
@@ -55,7 +55,7 @@ class CallPlan:
 
 def _burst(seed: int) -> bytes:
     pcm = np.clip(band_noise(round(BURST_S * 8000), seed), -32767, 32767).astype("<i2")
-    return audioop.lin2ulaw(pcm.tobytes(), 2)
+    return ulaw_encode(pcm.tobytes())
 
 
 def build_plan(

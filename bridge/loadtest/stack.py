@@ -44,6 +44,7 @@ from bridge.loadtest.scenario import BEHAVIOURS, GREETING
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 ACCOUNT_SID = "AC" + "0" * 32
+EMULATOR_COMMAND = [sys.executable, "-m", "bridge.cli", "emulator"]  # + --port N (loopback)
 
 
 class StackError(BridgeError):
@@ -84,7 +85,7 @@ def number_for(kind: str, fmt: str) -> str:
 
 
 def bridge_config(
-    port: int, emulator_url: str, auth_token: str, db: Path, routes: dict[str, str]
+    port: int, emulator_url: str, api_key: str, auth_token: str, db: Path, routes: dict[str, str]
 ) -> str:
     lines = [
         "# Written by bridge loadtest for one run.",
@@ -94,6 +95,7 @@ def bridge_config(
         f'public_url = "http://127.0.0.1:{port}"',
         "[platform]",
         f'base_url = "{emulator_url}"',
+        f'api_key = "{api_key}"',
         "sync_interval_s = 0.0",
         "[twilio]",
         f'auth_token = "{auth_token}"',
@@ -163,7 +165,9 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-async def create_agent(client: httpx.AsyncClient, emulator_url: str, kind: str, fmt: str) -> str:
+async def create_agent(
+    client: httpx.AsyncClient, emulator_url: str, kind: str, fmt: str, api_key: str
+) -> str:
     body = {
         "name": f"loadtest {kind} {fmt}",
         "tags": ["loadtest"],
@@ -177,7 +181,9 @@ async def create_agent(client: httpx.AsyncClient, emulator_url: str, kind: str, 
             },
         },
     }
-    resp = await client.post(f"{emulator_url}/v1/convai/agents/create", json=body)
+    resp = await client.post(
+        f"{emulator_url}/v1/convai/agents/create", json=body, headers={"xi-api-key": api_key}
+    )
     if resp.status_code != 200:
         raise StackError(
             f"creating the {kind} agent for {fmt} failed: HTTP {resp.status_code} {resp.text[:500]}"
@@ -196,23 +202,11 @@ async def started_stack(
     procs: list[asyncio.subprocess.Process] = []
     async with httpx.AsyncClient(trust_env=False, timeout=10.0) as client:
         try:
+            api_key = secrets.token_hex(16)
             emu_port = free_port()
             emu_url = f"http://127.0.0.1:{emu_port}"
             emu_log = stack_dir / "emulator.log"
-            emu = await _spawn(
-                "emulator",
-                [
-                    sys.executable,
-                    "-m",
-                    "bridge.cli",
-                    "emulator",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(emu_port),
-                ],
-                emu_log,
-            )
+            emu = await _spawn("emulator", [*EMULATOR_COMMAND, "--port", str(emu_port)], emu_log)
             procs.append(emu)
             await _wait_ready(
                 emu, "the platform emulator", emu_url + "/v1/convai/agents", emu_log, client
@@ -220,13 +214,15 @@ async def started_stack(
             routes: dict[str, str] = {}
             numbers: dict[tuple[str, str], str] = {}
             for kind, fmt in needs:
-                agent_id = await create_agent(client, emu_url, kind, fmt)
+                agent_id = await create_agent(client, emu_url, kind, fmt, api_key)
                 numbers[(kind, fmt)] = number_for(kind, fmt)
                 routes[numbers[(kind, fmt)]] = agent_id
             token = secrets.token_hex(16)
             port = free_port()
             cfg = stack_dir / "bridge.toml"
-            cfg.write_text(bridge_config(port, emu_url, token, stack_dir / "bridge.db", routes))
+            cfg.write_text(
+                bridge_config(port, emu_url, api_key, token, stack_dir / "bridge.db", routes)
+            )
             bridge_url = f"http://127.0.0.1:{port}"
             bridge_log = stack_dir / "bridge.log"
             bridge = await _spawn(

@@ -26,6 +26,7 @@ def test_generated_config_is_valid_for_the_bridge(tmp_path):
     text = bridge_config(
         18080,
         "http://127.0.0.1:18081",
+        "key456",
         "tok123",
         tmp_path / "b.db",
         {"+15552000002": "agent_a", "+15552010002": "agent_b"},
@@ -34,7 +35,7 @@ def test_generated_config_is_valid_for_the_bridge(tmp_path):
     path.write_text(text)
     cfg = load_config(path, env={})
     assert cfg.server.port == 18080 and cfg.public_url == "http://127.0.0.1:18080"
-    assert cfg.platform.base_url == "http://127.0.0.1:18081"
+    assert cfg.platform.base_url == "http://127.0.0.1:18081" and cfg.platform.api_key == "key456"
     assert cfg.twilio.signatures_enforced and cfg.twilio.auth_token == "tok123"
     assert cfg.twilio.api_base_url.startswith("http://127.0.0.1")
     assert {(r.number, r.agent_id) for r in cfg.routes} == {
