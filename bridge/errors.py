@@ -10,7 +10,8 @@ expected and what came, never a secret.
     ├── AudioFormatError       unknown audio format string or unusable audio bytes
     ├── ProtocolError          a peer sent something the wire protocol does not allow
     │   ├── TwilioProtocolError    Twilio Media Streams frame (caller side)
-    │   └── ConvaiProtocolError    Agents Platform conversation frame (agent side)
+    │   ├── ConvaiProtocolError    Agents Platform conversation frame (agent side)
+    │   └── TwimlError             TwiML Twilio would reject (the Twilio emulator reads it)
     ├── UpstreamError          an HTTP API we call failed (status, message, request id)
     │   ├── PlatformApiError       Agents Platform REST
     │   └── TwilioApiError         Twilio REST
@@ -60,6 +61,10 @@ class TwilioProtocolError(ProtocolError):
 
 class ConvaiProtocolError(ProtocolError):
     """An Agents Platform conversation frame that cannot be accepted."""
+
+
+class TwimlError(ProtocolError):
+    """A TwiML document Twilio would fail the call on (its error 12100)."""
 
 
 class UpstreamError(BridgeError):
