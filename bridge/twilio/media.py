@@ -200,6 +200,11 @@ def inbound_media_frame(
     )
 
 
+def encode_payload(audio: bytes) -> str:
+    """mu-law bytes → the base64 text of a ``media.payload``."""
+    return binascii.b2a_base64(audio, newline=False).decode()
+
+
 def decode_payload(payload_b64: str) -> bytes:
     """Base64 → mu-law bytes; invalid base64 is a protocol error, not a crash."""
     try:

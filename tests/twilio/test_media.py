@@ -240,7 +240,7 @@ _json_values = st.recursive(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(
     st.sampled_from(["connected", "start", "media", "dtmf", "mark", "stop", "clear", "x"]),
     st.dictionaries(
