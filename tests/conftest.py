@@ -1,1 +1,5 @@
 """Shared test set-up.  Fixture plugins live in ``tests/fixtures/`` (one per peer)."""
+
+pytest_plugins = [
+    "tests.fixtures.twilio_emulator",
+]
