@@ -238,6 +238,24 @@ def test_full_scale_input_saturates_instead_of_wrapping(in_rate: int, out_rate: 
     assert np.max(np.abs(y - expected)) <= 1.0
 
 
+def test_saturation_covers_loud_samples_still_in_history() -> None:
+    # Worst case for one output: every input in its window carries the sign of its
+    # coefficient at full scale (|y| ~ 1.9 x full scale), except the newest, which is
+    # silent and arrives alone in a quiet chunk -- that call must still saturate.
+    pp = polyphase(16000, 8000)
+    n0 = 100
+    x = np.zeros(2 * n0 + 1)
+    for j in range(1, pp.taps):
+        x[2 * n0 - j] = 32767.0 * np.sign(pp.coeffs[0, j])
+    pcm = to_pcm16(x)
+    rs = StreamingResampler(16000, 8000)
+    loud = from_pcm16(rs.process(pcm[: 4 * n0]))
+    quiet = from_pcm16(rs.process(pcm[4 * n0 :]))
+    assert loud.size == n0 and quiet.size == 1
+    assert quiet[0] == 32767.0
+    assert np.max(np.abs(np.concatenate([loud, quiet]) - direct(pcm, 16000, 8000))) <= 1.0
+
+
 def test_equal_rates_are_an_identity() -> None:
     rs = StreamingResampler(8000, 8000)
     assert rs.identity and rs.delay_ms == 0.0
