@@ -13,7 +13,6 @@ the dangling byte waits for the next chunk.
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Callable
 
@@ -70,7 +69,7 @@ class Transcoder:
             raise AudioFormatError(
                 f"{self.source} payload is not valid base64 ({len(payload_b64)} chars): {exc}"
             ) from None
-        return base64.b64encode(self.process(data)).decode("ascii")
+        return binascii.b2a_base64(self.process(data), newline=False).decode("ascii")
 
     def flush(self) -> bytes:
         """The held-back tail (about 2 x delay_ms of audio), as if silence followed."""
