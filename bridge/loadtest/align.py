@@ -119,6 +119,9 @@ class EchoAligner:
         self._heard = _Growable("<i2", 1 << 16)
         self._chunk_end = _Growable("<i8")
         self._chunk_t = _Growable("<f8")
+        self._queued: list[bytes] = []
+        self._queued_t: list[float] = []
+        self._queued_bytes = 0
         self.lag: int | None = None
         self._k = 0  # next noise frame to judge
         self._last_pos = -1  # heard position of the last matched frame
@@ -144,20 +147,35 @@ class EchoAligner:
                 self._n_sent += 1
 
     def heard(self, ulaw: bytes, t: float) -> None:
-        """Outbound audio (mu-law) arrived at the caller at ``t``."""
+        """Outbound audio (mu-law) arrived at the caller at ``t``.
+
+        Only queued here (called per media message): decoded in one batch by ``advance``.
+        """
         if ulaw:
-            self._heard.extend(ulaw_to_linear(ulaw))
-            self._chunk_end.extend(np.array([self._heard.n], dtype="<i8"))
-            self._chunk_t.extend(np.array([t], dtype="<f8"))
+            self._queued.append(ulaw)
+            self._queued_t.append(t)
+            self._queued_bytes += len(ulaw)
+
+    def _take_queued(self) -> None:
+        if not self._queued:
+            return
+        sizes = np.fromiter((len(c) for c in self._queued), dtype="<i8", count=len(self._queued))
+        self._chunk_end.extend(self._heard.n + np.cumsum(sizes))
+        self._chunk_t.extend(np.asarray(self._queued_t, dtype="<f8"))
+        self._heard.extend(ulaw_to_linear(b"".join(self._queued)))
+        self._queued.clear()
+        self._queued_t.clear()
+        self._queued_bytes = 0
 
     @property
     def heard_samples(self) -> int:
-        return self._heard.n
+        return self._heard.n + self._queued_bytes
 
     # ------------------------------------------------------------------ matching
 
     def advance(self, final: bool = False) -> None:
         """Judge every frame that can be judged with what has been heard so far."""
+        self._take_queued()
         heard = self._heard.view()
         n = heard.size
         limit = min(self._n_sent, self.probe.noise_frames)
@@ -179,8 +197,8 @@ class EchoAligner:
                 ncc = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
                 bad = np.flatnonzero(ncc < self.threshold)
                 run = int(bad[0]) if bad.size else m - k
-                for j in range(k, k + run):
-                    self._match(j, lag + FRAME_SAMPLES * j)
+                if run:
+                    self._match_run(k, pos[:run])
                 self._k = k + run
                 if run:
                     continue
@@ -238,21 +256,25 @@ class EchoAligner:
         return True
 
     def _match(self, k: int, pos: int) -> None:
+        self._match_run(k, np.array([pos]))
+
+    def _match_run(self, k: int, pos: np.ndarray) -> None:
+        """Frames k, k+1, … were found at heard positions ``pos``: time them in one go."""
         end = self._chunk_end.view()
-        chunk = int(np.searchsorted(end, pos, side="right"))
-        chunk_start = int(end[chunk - 1]) if chunk else 0
-        heard_at = float(self._chunk_t.view()[chunk]) + (pos - chunk_start) / RATE
-        sent_at = float(self._sent_t[k])
-        self.matched += 1
-        if sent_at < float(self._chunk_t.view()[0]):
-            # Sent before any agent audio had come back: held while the agent connected.
-            # That wait is the set-up figure (stream open → first audio), not relay.
-            self.setup_frames += 1
-        else:
-            self.latencies.append(heard_at - sent_at)
-            self.latency_sent_at.append(sent_at)
+        times = self._chunk_t.view()
+        chunk = np.searchsorted(end, pos, side="right")
+        chunk_start = np.where(chunk > 0, end[np.maximum(chunk - 1, 0)], 0)
+        heard_at = times[chunk] + (pos - chunk_start) / RATE
+        sent_at = self._sent_t[k : k + pos.size]
+        # Sent before any agent audio had come back: held while the agent connected.
+        # That wait is the set-up figure (stream open → first audio), not relay.
+        timed = sent_at >= times[0]
+        self.setup_frames += int(pos.size - np.count_nonzero(timed))
+        self.latencies.extend((heard_at - sent_at)[timed].tolist())
+        self.latency_sent_at.extend(sent_at[timed].tolist())
+        self.matched += int(pos.size)
         self._misses = 0
-        self._last_pos = max(self._last_pos, pos)
+        self._last_pos = max(self._last_pos, int(pos[-1]))
 
     def _lose(self, k: int) -> None:
         self.lost += 1
