@@ -15,7 +15,8 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Generator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -44,9 +45,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's shutdown on SIGINT/SIGTERM (a second Ctrl-C forces it), without
+    re-raising the signal afterwards: a clean stop exits with status 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
 async def _serve(cfg: Config) -> None:
     async with prepare(cfg) as (effective, app):
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn_config(
                 app,
                 effective.server.host,
@@ -54,8 +71,8 @@ async def _serve(cfg: Config) -> None:
                 ws_max_size=effective.server.max_message_bytes,
             )
         )
-        # uvicorn handles SIGINT/SIGTERM: stop accepting, close connections, run the
-        # app's shutdown (where a graceful drain of live calls belongs).
+        # On a signal uvicorn stops accepting, closes connections and runs the app's
+        # shutdown (where a graceful drain of live calls belongs).
         await server.serve()
 
 
