@@ -7,6 +7,7 @@ over the public URL, as Twilio does.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from bridge.app import create_app
 from bridge.asgi import RunningServer, running_server
 from bridge.audio import signals
 from bridge.audio.g711 import ulaw_decode, ulaw_encode
+from bridge.call.tools import CallControl
 from bridge.config import Config, load_config, with_overrides
 from bridge.emulator.platform.records import ConversationRecord
 from bridge.emulator.twilio.caller import place_call
@@ -61,6 +63,23 @@ def heard_between(res: CallResult, start: float, end: float = float("inf")) -> b
 
 def script_time(res: CallResult, kind: str) -> float:
     return next(e.t for e in res.script_events if e.kind == kind)
+
+
+class CallStarted:
+    """A per-call watcher (the services' ``watch`` hook) that notes when calls start."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __call__(self, call: CallControl) -> CallStarted:
+        self.event.set()
+        return self
+
+    def caller_audio(self, payload_b64: str) -> None:
+        pass
+
+    def ended(self) -> None:
+        pass
 
 
 @dataclass

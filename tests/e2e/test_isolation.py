@@ -7,7 +7,6 @@ import asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from bridge.call.tools import CallControl
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk
 from bridge.twilio import media as twilio
@@ -15,6 +14,7 @@ from bridge.twilio.signature import compute_signature
 from tests.e2e.conftest import (
     E2E,
     TOKEN,
+    CallStarted,
     heard_between,
     script_time,
     tone_snr_db,
@@ -46,23 +46,6 @@ async def test_forged_media_stream_is_refused_and_no_agent_is_reached(e2e: E2E) 
 
 
 GARBAGE_CALL = "CA" + "9" * 32
-
-
-class _Started:
-    """A per-call watcher (the services' ``watch`` hook) that notes when a call starts."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def __call__(self, call: CallControl) -> _Started:
-        self.event.set()
-        return self
-
-    def caller_audio(self, payload_b64: str) -> None:
-        pass
-
-    def ended(self) -> None:
-        pass
 
 
 async def _garbage_stream(
@@ -105,7 +88,7 @@ async def test_a_stream_sending_garbage_leaves_a_concurrent_call_unaffected(e2e:
     loopback = e2e.platform.create_agent(
         behaviour={"mode": "loopback", "greeting": False}, input_format="pcm_16000"
     )
-    started = _Started()
+    started = CallStarted()
     e2e.app.state.services.watch = started
     script = CallScript.of(
         Pause(0.3), Talk(tone_ulaw(1.5)), Pause(0.5), HangUp(), max_duration_s=30
