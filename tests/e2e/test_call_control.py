@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from bridge.emulator.platform import Fault
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.script import BargeIn, CallScript, HangUp, Pause, WaitForAgent
 from bridge.emulator.twilio.twiml import Say
@@ -155,3 +156,24 @@ async def test_private_agent_through_a_signed_url(platform_emulator: PlatformEmu
         (record,) = platform_emulator.conversations(agent)
         assert record.closed_by == "agent"
         assert len(heard_between(res, 0.0)) > 4000
+
+
+async def test_signed_url_server_error_gets_the_apology(
+    platform_emulator: PlatformEmulator,
+) -> None:
+    agent = platform_emulator.create_agent(behaviour={"mode": "echo"}, private=True)
+    platform_emulator.state.inject_fault(
+        Fault(path_prefix="/v1/convai/conversation/get-signed-url", status=503, times=100)
+    )
+    async for e2e in running_bridge(
+        platform_emulator, ELEVENLABS_API_KEY=platform_emulator.api_key
+    ):
+        res = await e2e.call(agent, CallScript(max_duration_s=30))
+        says = [v for v in res.experience if isinstance(v, Say)]
+        assert says and says[0].text == e2e.app.state.config.calls.apology_text
+        assert platform_emulator.conversations(agent) == []
+        assert e2e.call_record_reason(res.call_sid) == "agent_failed"
+        registry = e2e.app.state.metrics.registry
+        assert (
+            registry.get_sample_value("bridge_upstream_errors_total", {"kind": "signed_url"}) == 1
+        )
