@@ -5,7 +5,7 @@ is the kernel of :mod:`bridge.audio.filters` centred ``delay_s`` (2.2 ms) earlie
 computed and returned by the very ``process()`` call that delivers the newest input it
 needs.  Nothing else is held back, so the algorithmic delay is the group delay alone,
 whatever the chunk size (an impulse in 20 ms chunks comes out 2.2 ms late; a soxr HQ
-stream holds ~50-66 ms).
+stream, which returns audio in ~100 ms bursts, needs 73-166 ms: see docs/performance.md).
 
 Speed.  A 20 ms frame must cost a handful of numpy calls, not one per sample:
 
@@ -14,14 +14,20 @@ Speed.  A 20 ms frame must cost a handful of numpy calls, not one per sample:
   with a precomputed banded matrix ``G`` (K x W); the block's phase pattern depends only
   on the phase of its first output, so a conversion has ``P`` distinct matrices (1 for
   integer ratios; 10 for 44.1 kHz -> 8 kHz, whose period is 441 inputs : 80 outputs).
-  A frame is then: one gather of the block windows (row copies), one batched
-  ``matmul`` over the ``P`` patterns, one clip, one round.  The windows overlap by only
-  ``W/(K*in/out)`` ~ 1.2x, against 2-6x for per-output windows.
-* Everything that depends only on (chunk length, phase state) — window positions, which
-  pattern each block uses, the leftover outputs that do not fill a whole cycle of
-  blocks — is a cached :class:`_Plan`, so steady 20 ms framing never recomputes it.
+  A frame is then one BLAS product (integer ratios: over a strided view of the buffer;
+  rational: a gather of the windows and a batched product over the ``P`` patterns) and
+  one rounding.  Windows overlap ~1.2x, against 2-6x for per-output windows.
+* A chunk computes whole cycles of ``P`` blocks, rounding up: the few outputs past the
+  last complete one read not-yet-valid buffer slots and are thrown away.  That keeps
+  odd chunk sizes on the same fast path instead of a per-output one.
+* Everything that depends only on (chunk length, phase state) is a cached
+  :class:`_Plan`, so steady 20 ms framing never recomputes it.  Chunks longer than
+  ~80 ms are cut into ~80 ms pieces: each product stays small enough that OpenBLAS does
+  not start threads (on a busy 2-core host that turned 0.3 ms into 30 ms).
 * Inputs land in a preallocated float32 history buffer; float32 keeps the error
   ~140 dB below full scale, far under the int16 rounding the output gets anyway.
+* Saturation to int16 (the kernel overshoots near full scale) costs two numpy calls,
+  so it is skipped when no input within reach is louder than ``32767 / sum|c|``.
 
 State is per stream: the last ``taps - 1`` inputs and the phase ``z`` (how far, in
 ``1/up`` input samples, the next output lies past the inputs consumed).  Odd byte
@@ -46,7 +52,7 @@ F32 = npt.NDArray[np.float32]
 Idx = npt.NDArray[np.intp]
 
 BLOCK_LOW_RATE_SAMPLES = 8  # a block spans ~8 samples of the lower rate (1 ms at 8 kHz)
-_INITIAL_CHUNK = 4096  # inputs the buffer holds before it first grows
+PIECE_S = 0.08  # longer chunks are processed in pieces of about this much input
 _NATIVE_LITTLE_ENDIAN = sys.byteorder == "little"  # audioop.max reads native order
 
 
@@ -58,6 +64,8 @@ class _Geometry:
     block: int  # K: outputs per block
     cycle: int  # P: distinct block patterns before they repeat
     width: int  # W: inputs one block window spans (max over patterns)
+    cycle_inputs: int  # inputs a whole cycle of P blocks advances
+    piece: int  # most inputs handled in one step (a multiple of `down`: keeps the phase)
     rows: F32  # (up, taps): coeffs reversed to increasing input index
     safe_peak: int  # inputs up to this magnitude cannot push an output past int16
 
@@ -80,11 +88,13 @@ def _geometry(in_rate: int, out_rate: int) -> _Geometry:
     block = _choose_block(up, down)
     cycle = up // math.gcd(block * down, up)
     width = (up - 1 + (block - 1) * down) // up + taps
+    piece = down * max(1, math.ceil(max(PIECE_S * in_rate, taps) / down))  # flush fits too
     rows = np.ascontiguousarray(pp.coeffs[:, ::-1], dtype=np.float32)
     rows.setflags(write=False)
     # |output| <= peak * max row L1 norm (~1.9-2.2: the sinc's lobes alternate in sign).
     safe_peak = int(32767.0 / float(np.abs(pp.coeffs).sum(axis=1).max())) - 1
-    return _Geometry(pp, block, cycle, width, rows, safe_peak)
+    cycle_inputs = cycle * block * down // up
+    return _Geometry(pp, block, cycle, width, cycle_inputs, piece, rows, safe_peak)
 
 
 @functools.lru_cache(maxsize=256)
@@ -109,11 +119,9 @@ class _Plan:
 
     n_out: int
     z_next: int
-    cycles: int  # Q: whole cycles of blocks; outputs [0, Q*P*K) come from blocks
-    block_starts: Idx  # (P*Q,) window starts, pattern-major (all c=0 blocks first)
-    stack: F32 | None  # (P, W, K)
-    rem_starts: Idx  # window starts of the leftover outputs (per-output path)
-    rem_rows: F32  # (r, taps) their coefficient rows
+    cycles: int  # Q: cycles of P blocks computed (rounded up; extra outputs are dropped)
+    block_starts: Idx  # (P*Q,) window starts in buffer coordinates, pattern-major
+    stack: F32  # (P, W, K)
 
 
 @functools.lru_cache(maxsize=512)
@@ -124,23 +132,12 @@ def _plan(in_rate: int, out_rate: int, n: int, z: int) -> _Plan:
     # new input; it is ready once its newest input, (z + i*down) // up, has arrived.
     n_out = max(0, -(-(n * up - z) // down))
     z_next = z + n_out * down - n * up
-    per_cycle = g.cycle * g.block
-    cycles = n_out // per_cycle
-    pos = z + np.arange(n_out, dtype=np.int64) * down
-    # With `taps - 1` history samples ahead of the new ones, the window of output i
-    # starts at buffer position pos // up.
-    starts = (pos // up).astype(np.intp)
-    if cycles:
-        q = np.arange(cycles)[None, :]
-        c = np.arange(g.cycle)[:, None]
-        block_starts = starts[((q * g.cycle + c) * g.block).ravel()]
-        stack: F32 | None = _pattern_stack(in_rate, out_rate, z % up)
-    else:
-        block_starts = np.empty(0, dtype=np.intp)
-        stack = None
-    rem = slice(cycles * per_cycle, n_out)
-    rem_rows = np.ascontiguousarray(g.rows[(pos[rem] % up)])
-    return _Plan(n_out, z_next, cycles, block_starts, stack, starts[rem].copy(), rem_rows)
+    cycles = -(-n_out // (g.cycle * g.block))
+    # With `taps - 1` history samples ahead of the new ones, the window of the block
+    # whose first output is i starts at buffer position (z + i*down) // up.
+    first = (np.arange(cycles)[None, :] * g.cycle + np.arange(g.cycle)[:, None]) * g.block
+    block_starts = ((z + first.ravel().astype(np.int64) * down) // up).astype(np.intp)
+    return _Plan(n_out, z_next, cycles, block_starts, _pattern_stack(in_rate, out_rate, z % up))
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,10 +145,9 @@ class _Bound:
     """A plan bound to one stream's buffers: input views and reusable output arrays."""
 
     plan: _Plan
-    y: F32  # (n_out,) output, overwritten by every call with this plan
-    body: F32  # the block-computed part of y, shaped for the matmul's output
-    uniform: tuple[F32, F32] | None  # one pattern: (strided view of the windows, (W, K) matrix)
-    rest: F32  # the per-output part of y
+    y: F32  # (n_out,) the outputs; a view of the computed ones
+    body: F32  # all computed outputs, shaped for the product's result
+    uniform: tuple[F32, F32] | None  # one pattern: (strided view of the windows, (W, K))
     pcm: npt.NDArray[np.int16]  # (n_out,) y rounded to int16
     new: F32  # where this chunk's inputs go in the buffer
     keep: F32  # the last `taps - 1` inputs after this chunk: the next chunk's history
@@ -179,10 +175,15 @@ class StreamingResampler:
         if self.identity:
             self.delay_ms = 0.0
             return
-        self._g = _geometry(in_rate, out_rate)
-        self.delay_ms = self._g.pp.delay_s * 1000.0
-        self._hist = self._g.pp.taps - 1
-        self._alloc(_INITIAL_CHUNK)
+        g = self._g = _geometry(in_rate, out_rate)
+        self.delay_ms = g.pp.delay_s * 1000.0
+        self._hist = g.pp.taps - 1
+        # History, one piece, and the slack the rounded-up last cycle may read.
+        self._buf: F32 = np.zeros(
+            self._hist + g.piece + g.cycle_inputs + g.width + 1, dtype=np.float32
+        )
+        self._history = self._buf[: self._hist]
+        self._blocks_view = sliding_window_view(self._buf, g.width)
 
     def process(self, pcm16le: bytes) -> bytes:
         """Resample one chunk; returns whole samples (possibly none)."""
@@ -196,8 +197,14 @@ class StreamingResampler:
             return b""
         if self.identity:
             return bytes(pcm16le)
-        peak = audioop.max(pcm16le, 2) if _NATIVE_LITTLE_ENDIAN else 32768
-        return self._resample(np.frombuffer(pcm16le, dtype="<i2"), peak)
+        step = 2 * self._g.piece
+        if len(pcm16le) <= step:
+            return self._resample(np.frombuffer(pcm16le, dtype="<i2"), _peak(pcm16le))
+        whole = memoryview(pcm16le)
+        return b"".join(
+            self._resample(np.frombuffer(part, dtype="<i2"), _peak(part))
+            for part in (whole[i : i + step] for i in range(0, len(whole), step))
+        )
 
     def flush(self) -> bytes:
         """Return everything the inputs so far still contribute to, as if silence followed.
@@ -221,77 +228,65 @@ class StreamingResampler:
         if not self.identity:
             self._buf[:] = 0.0
 
-    def _alloc(self, chunk: int) -> None:
-        old = getattr(self, "_buf", None)
-        self._buf: F32 = np.zeros(self._hist + chunk + self._g.width, dtype=np.float32)
-        if old is not None:
-            self._buf[: self._hist] = old[: self._hist]
-        self._history = self._buf[: self._hist]
-        self._blocks_view = sliding_window_view(self._buf, self._g.width)
-        self._taps_view = sliding_window_view(self._buf, self._g.pp.taps)
-        self._capacity = chunk
-        self._bound.clear()
-
     def _bind(self, n: int, z: int) -> _Bound:
-        g = self._g
+        g, hist = self._g, self._hist
         plan = _plan(self.in_rate, self.out_rate, n, z)
-        y = np.empty(plan.n_out, dtype=np.float32)
-        n_body = plan.cycles * g.cycle * g.block
+        computed = np.empty(plan.cycles * g.cycle * g.block, dtype=np.float32)
         uniform: tuple[F32, F32] | None = None
         body: F32
         if g.cycle == 1:
-            body = y[:n_body].reshape(plan.cycles, g.block)
-            if plan.stack is not None:
-                # One pattern: block windows are evenly spaced, so a strided view of the
-                # buffer replaces the gather (np.dot copies it to BLAS layout in one go).
-                step = plan.block_starts[1] - plan.block_starts[0] if plan.cycles > 1 else 1
-                windows: F32 = np.ndarray(
-                    (plan.cycles, g.width),
-                    dtype=np.float32,
-                    buffer=self._buf,
-                    offset=int(plan.block_starts[0]) * 4,
-                    strides=(int(step) * 4, 4),
-                )
-                uniform = (windows, plan.stack[0])
+            body = computed.reshape(plan.cycles, g.block)
+            # One pattern: the windows are evenly spaced, so a strided view of the buffer
+            # replaces the gather (np.dot copies it to BLAS layout in one go).
+            windows: F32 = np.ndarray(
+                (plan.cycles, g.width),
+                dtype=np.float32,
+                buffer=self._buf,
+                offset=int(plan.block_starts[0]) * 4 if plan.cycles else 0,
+                strides=(g.cycle_inputs * 4, 4),
+            )
+            uniform = (windows, plan.stack[0])
         else:
-            body = y[:n_body].reshape(plan.cycles, g.cycle, g.block).transpose(1, 0, 2)
-        if len(self._bound) >= 8:  # odd chunk sizes: keep the cache small
+            body = computed.reshape(plan.cycles, g.cycle, g.block).transpose(1, 0, 2)
+        if len(self._bound) >= 16:  # irregular chunk sizes: keep the cache small
             self._bound.clear()
-        pcm = np.empty(plan.n_out, dtype="<i2")
-        hist = self._hist
-        new, keep = self._buf[hist : hist + n], self._buf[n : n + hist]
-        bound = _Bound(plan, y, body, uniform, y[n_body:], pcm, new, keep)
+        bound = _Bound(
+            plan,
+            computed[: plan.n_out],
+            body,
+            uniform,
+            np.empty(plan.n_out, dtype="<i2"),
+            self._buf[hist : hist + n],
+            self._buf[n : n + hist],
+        )
         self._bound[(n, z)] = bound
         return bound
 
     def _resample(self, x: npt.NDArray[np.int16] | F32, peak: int) -> bytes:
-        n = x.size
-        if n > self._capacity:
-            self._alloc(1 << (n - 1).bit_length())
-        g = self._g
-        b = self._bound.get((n, self._z)) or self._bind(n, self._z)
+        b = self._bound.get((x.size, self._z)) or self._bind(x.size, self._z)
         plan, y = b.plan, b.y
         b.new[...] = x
         if b.uniform is not None:
             np.dot(b.uniform[0], b.uniform[1], out=b.body)
-        elif plan.stack is not None:
+        else:
+            g = self._g
             windows = self._blocks_view[plan.block_starts]
             np.matmul(windows.reshape(g.cycle, plan.cycles, g.width), plan.stack, out=b.body)
-        if b.rest.size:
-            np.einsum("ij,ij->i", self._taps_view[plan.rem_starts], plan.rem_rows, out=b.rest)
         self._history[...] = b.keep  # (numpy copes with the overlap when n < taps - 1)
         self._z = plan.z_next
         self._dirty = True
-        # The kernel overshoots near full scale, so saturate before rounding to int16 --
-        # but only when some window may hold a sample loud enough to need it (two numpy
-        # calls saved on ordinary speech).
-        if peak > g.safe_peak:
+        if peak > self._g.safe_peak:
             clip, self._loud_left = True, self._hist
         else:
             clip = self._loud_left > 0
-            self._loud_left = max(0, self._loud_left - n)
+            self._loud_left = max(0, self._loud_left - x.size)
         if clip:
             np.maximum(y, -32768.0, out=y)
             np.minimum(y, 32767.0, out=y)
         np.rint(y, out=b.pcm, casting="unsafe")
         return b.pcm.tobytes()
+
+
+def _peak(pcm16le: bytes | memoryview) -> int:
+    """Largest sample magnitude (C speed); assume the worst where audioop can't read it."""
+    return int(audioop.max(pcm16le, 2)) if _NATIVE_LITTLE_ENDIAN else 32768

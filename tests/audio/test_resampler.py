@@ -197,13 +197,28 @@ def test_flush_releases_the_tail_and_the_stream_continues() -> None:
     assert rs.process(more) == ref.process(more)
 
 
-def test_large_chunk_grows_the_buffer_and_keeps_history() -> None:
-    pcm = noise(16000, 1.0)
-    rs = StreamingResampler(16000, 8000)
-    big = rs.process(pcm[:640]) + rs.process(pcm[640:])  # 0.98 s in one call
-    ref = StreamingResampler(16000, 8000)
-    expected = stream(ref, pcm, 640)
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(16000, 8000), (44100, 8000), (8000, 22050)])
+def test_long_chunks_equal_20ms_framing(in_rate: int, out_rate: int) -> None:
+    # Chunks past ~80 ms are cut into pieces internally; the output must not notice,
+    # whatever the phase the stream is in when the long chunk arrives.
+    pcm = noise(in_rate, 1.5)
+    rs = StreamingResampler(in_rate, out_rate)
+    big = rs.process(pcm[:334]) + rs.process(pcm[334:]) + rs.flush()
+    expected = stream(StreamingResampler(in_rate, out_rate), pcm, 2 * (in_rate // 50), True)
+    assert len(big) == len(expected)
     assert np.max(np.abs(from_pcm16(big) - from_pcm16(expected))) <= 1.0
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(11025, 16000), (44100, 48000), (100, 8000)])
+def test_other_rate_pairs_work_too(in_rate: int, out_rate: int) -> None:
+    pcm = noise(in_rate, 0.3)
+    one = StreamingResampler(in_rate, out_rate)
+    whole = from_pcm16(one.process(pcm) + one.flush())
+    framed = from_pcm16(stream(StreamingResampler(in_rate, out_rate), pcm, 2 * 37, True))
+    assert whole.size == framed.size
+    assert np.max(np.abs(whole - framed)) <= 1.0
+    n_in = len(pcm) // 2 + polyphase(in_rate, out_rate).taps - 1
+    assert whole.size == -(-n_in * out_rate // in_rate)
 
 
 def direct(pcm: bytes, in_rate: int, out_rate: int) -> np.ndarray:
