@@ -21,6 +21,7 @@ voice_url?, status_callback?}``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -47,6 +48,7 @@ from bridge.errors import InputError, TwimlError
 
 BASE = f"/{API_VERSION}/Accounts/{{account_sid}}"
 MAX_TWIML_CHARS = 4000
+HANGUP_WAIT_S = 5.0
 _ENDED = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
 Handler = Callable[[Request, TwilioEmulatorState], Awaitable[Response]]
@@ -265,7 +267,9 @@ async def call_resource(request: Request, state: TwilioEmulatorState) -> Respons
             return twilio_error(400, 21200, f"Status must be completed or canceled, got {status!r}")
         if live:
             entry.call.hang_up(f"Status={status} via REST")
-            await entry.call.finished.wait()
+            # Answer once the stream got its `stop` (not after the callbacks went out).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(entry.call.ended.wait(), HANGUP_WAIT_S)
     elif twiml is not None or url is not None:
         if not live:
             return twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")

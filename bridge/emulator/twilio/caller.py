@@ -25,14 +25,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urljoin
 
 import httpx
 
-from bridge.emulator.twilio.callbacks import STATUS_EVENTS, Callbacks
+from bridge.emulator.twilio.callbacks import CALLBACK_TIMEOUT_S, STATUS_EVENTS, Callbacks
 from bridge.emulator.twilio.callee import AmdPlan
 from bridge.emulator.twilio.clock import CallClock, check_speed
 from bridge.emulator.twilio.program import Experience, Fetch, OpenStream, Outcome, Program
@@ -117,7 +117,6 @@ class SyntheticCall:
         spec: CallSpec,
         *,
         http: httpx.AsyncClient | None = None,
-        on_answer: Callable[[SyntheticCall], None] | None = None,
     ) -> None:
         self.spec = spec
         self.clock = CallClock(spec.speed)
@@ -131,9 +130,9 @@ class SyntheticCall:
             t0=self.clock.t0,
         )
         self.runner = ScriptRunner(spec.script)
-        self.finished = asyncio.Event()
+        self.ended = asyncio.Event()  # the call is over (callbacks may still be in flight)
+        self.finished = asyncio.Event()  # run() is done, callbacks included
         self._http = http
-        self._on_answer = on_answer
         self._interrupts = Interrupts()
         self._update: tuple[str | None, str | None, str] | None = None  # (twiml, url, method)
         self._amd_task: asyncio.Task[None] | None = None
@@ -172,9 +171,11 @@ class SyntheticCall:
             url_map=self.spec.url_map,
             records=res.callbacks,
         )
+        cancelled = False
         try:
             await self._run(http, callbacks)
         except asyncio.CancelledError:
+            cancelled = True
             self._end(
                 Outcome.FAILED, "cancelled", "canceled" if res.answered_at is None else "completed"
             )
@@ -190,7 +191,8 @@ class SyntheticCall:
             res.script_events = list(self.runner.events)
             self._status(callbacks, "completed", res.status)
             with contextlib.suppress(asyncio.CancelledError):
-                await callbacks.drain()
+                # Cancelled (e.g. a load-test deadline): don't linger on slow callbacks.
+                await callbacks.drain(0.5 if cancelled else CALLBACK_TIMEOUT_S)
             if own_http:
                 await http.aclose()
             self.finished.set()
@@ -237,10 +239,10 @@ class SyntheticCall:
             if isinstance(action, Experience):
                 res.experience.append(action.verb)
                 if isinstance(action.verb, Pause):
-                    await self._pause(action.verb.length)
+                    await self._interruptible(action.verb.length)
             elif isinstance(action, OpenStream):
                 res.experience.append(action.connect)
-                session = await self._stream(http, callbacks, action.stream)
+                session = await self._stream(callbacks, action.stream)
                 if session.hung_up is not None:
                     self._end(Outcome.COMPLETED, f"caller hung up ({session.hung_up})", "completed")
                     return
@@ -301,8 +303,6 @@ class SyntheticCall:
         amd = self.spec.amd
         if amd is not None and amd.asynchronous:
             self._amd_task = asyncio.create_task(self._async_amd(callbacks, amd))
-        if self._on_answer is not None:
-            self._on_answer(self)
 
     def _detected(self, amd: AmdPlan) -> dict[str, str]:
         self.result.answered_by = amd.answered_by
@@ -321,9 +321,7 @@ class SyntheticCall:
             url = urljoin(self.spec.url or "", amd.callback)
             callbacks.fire("amd", amd.answered_by, url, amd.callback_method, params)
 
-    async def _stream(
-        self, http: httpx.AsyncClient, callbacks: Callbacks, stream: Stream
-    ) -> StreamSession:
+    async def _stream(self, callbacks: Callbacks, stream: Stream) -> StreamSession:
         spec, res = self.spec, self.result
         rec = StreamRecord(
             url=stream.url,
@@ -448,9 +446,6 @@ class SyntheticCall:
         self.result.warnings.extend(doc.warnings)
         return doc
 
-    async def _pause(self, seconds: float) -> None:
-        await self._interruptible(seconds)
-
     async def _interruptible(self, call_seconds: float) -> None:
         """Wait ``call_seconds`` of call time, or less if the call is interrupted."""
         if call_seconds <= 0 or self._interrupts.current is not None:
@@ -475,6 +470,7 @@ class SyntheticCall:
             return
         res.outcome, res.reason, res.status = outcome, reason, call_status
         res.ended_at = self.clock.now()
+        self.ended.set()
 
 
 def _iso_now() -> str:

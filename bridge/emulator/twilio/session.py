@@ -94,6 +94,7 @@ class StreamSession:
         self._seq = 0
         self._ws: ClientConnection | None = None
         self._server_gone = False
+        self._gone_at: float | None = None  # when the receiver saw the socket end
 
     async def run(self) -> None:
         """Connect, stream until one side ends it; fills ``record``. Never raises for I/O."""
@@ -107,6 +108,7 @@ class StreamSession:
                 proxy=None,
                 open_timeout=self.open_timeout_s,
                 ping_interval=None,
+                close_timeout=2.0,  # a bridge that never answers the close must not hold us
                 max_size=self.max_message_bytes,
             )
         except InvalidStatus as e:
@@ -145,7 +147,8 @@ class StreamSession:
             self._server_gone = True
             rec.ended_by = rec.ended_by or "bridge"
         finally:
-            end = self.clock.now()
+            # Playout stops when the socket ended, not at the sender's next tick.
+            end = self._gone_at if self._gone_at is not None else self.clock.now()
             rec.ended_at = end
             rec.playout.hang_up(end)
             with contextlib.suppress(Exception):
@@ -231,12 +234,14 @@ class StreamSession:
             rec.error = f"protocol error from server: {e.detail}"
             rec.ended_by = "error"
             rec.close_code = 1002
+            self._gone_at = clock.now()
             self._server_gone = True
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(1002, "invalid message")
             return
         except ConnectionClosed:
             pass
+        self._gone_at = clock.now()
         if not rec.ended_by:
             rec.ended_by = "bridge"
             rec.close_code = ws.close_code

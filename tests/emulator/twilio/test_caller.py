@@ -349,3 +349,28 @@ async def test_public_url_signs_over_public_urls_and_connects_to_loopback() -> N
     assert res.stream is not None and res.stream.url == "wss://bridge.example.com/twilio/media"
     assert res.stream.connect_url == f"{server.ws_url}/twilio/media"
     assert res.outcome is Outcome.COMPLETED and res.stream.ended_by == "caller"
+
+
+async def test_cancelled_call_ends_as_failed_and_closes_its_stream(
+    toy: tuple[Toy, RunningServer],
+) -> None:
+    t, server = toy
+    t.mode = "hold"
+    spec = CallSpec(
+        to="+15550001111",
+        from_="+15550002222",
+        url=server.http_url + "/twilio/voice",
+        auth_token=TOKEN,
+        speed=SPEED,
+    )
+    call = SyntheticCall(spec)
+    task = asyncio.create_task(call.run())
+    await t.wait_until(lambda: any(isinstance(x, m.Media) for x in t.received))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    res = call.result
+    assert res.outcome is Outcome.FAILED and res.reason == "cancelled"
+    assert call.finished.is_set()
+    assert res.stream is not None and res.stream.ended_at is not None
+    await t.wait_until(lambda: t.stream.state is not m.StreamState.STARTED or t.closed)

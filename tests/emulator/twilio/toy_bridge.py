@@ -42,6 +42,7 @@ class Toy:
     callbacks: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     upgrade_ok: bool | None = None
     closed_by_toy: bool = False
+    closed: bool = False  # the caller's side of the last stream went away
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def touch(self) -> None:
@@ -115,6 +116,7 @@ def toy_app(toy: Toy, token: str = TOKEN) -> Starlette:
             return
         await ws.accept()
         toy.stream, toy.received = m.MediaStream(), []  # one stream per connection
+        toy.closed = False
         sid = ""
         b_sent = False
         want_clear = False
@@ -150,6 +152,8 @@ def toy_app(toy: Toy, token: str = TOKEN) -> Starlette:
                     await ws.close(1000)
                     return
         except WebSocketDisconnect:
+            toy.closed = True
+            toy.touch()
             return
 
     return Starlette(
