@@ -6,8 +6,9 @@ everything else it wants done is one of the actions below, collected in order an
 taken by the driver with :meth:`CallSession.take_actions`.
 
 A :class:`Disposition` says what the phone call does once the media stream is closed:
-Twilio asks ``POST /twilio/after-stream`` (the ``<Connect action>``) and the answer is
-built from it: hang up, say an apology and hang up, or dial another number.
+hang up, say an apology and hang up, or dial another number; :func:`to_twiml` is its
+TwiML, served on ``POST /twilio/after-stream`` (the ``<Connect action>``) or sent with a
+REST update of the call.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+from bridge.twilio import responses
 
 
 class EndReason(enum.Enum):
@@ -58,6 +61,15 @@ class Transfer:
 
 Disposition = Hangup | Apology | Transfer
 HANGUP = Hangup()
+
+
+def to_twiml(d: Disposition) -> str:
+    if isinstance(d, Transfer):
+        return responses.dial(d.number, caller_id=d.caller_id, timeout_s=d.timeout_s)
+    if isinstance(d, Apology):
+        return responses.say_and_hangup(d.text)
+    return responses.hangup()
+
 
 # --------------------------------------------------------------------------- actions
 
@@ -110,7 +122,8 @@ class EndStream:
     """Send what is queued to Twilio, then close the media stream.
 
     ``disposition`` is what the call does next (see module docstring); ``hangup_rest``
-    asks for a Twilio REST ``Status=completed`` as well, when credentials exist.
+    asks for a Twilio REST ``Status=completed`` as well, when credentials exist.  (The
+    driver applies any other disposition over REST when it can: see ``bridge.call.driver``.)
     """
 
     disposition: Disposition

@@ -13,6 +13,15 @@ cost is a parse, the session's work and one ``send``: no queue hand-offs, no log
 When the session reports :class:`~bridge.call.actions.Finished`, :meth:`CallDriver.run`
 lets the stream close (bounded), then cancels and awaits whatever is left: no task,
 socket or resampler outlives the call.
+
+How the call continues after the stream (the session's ``EndStream``): the decision is
+kept in :class:`~bridge.call.registry.LiveCalls` for ``POST /twilio/after-stream`` (the
+``<Connect action>`` Twilio requests once the socket closes).  That request may reach
+another bridge instance, which does not know the decision and answers "hang up".  So
+when Twilio credentials are configured, a transfer or an apology is sent as a REST
+update of the call (``Twiml=``) *before* the stream is closed: Twilio then runs it
+whichever instance it would have asked, and never requests the action.  A plain hang-up
+needs neither: it is every instance's default, and REST ``Status=completed`` follows.
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ from bridge.call.actions import (
     EndReason,
     EndStream,
     Finished,
+    Hangup,
     RunTool,
     StartTimer,
     UpdateRecord,
+    to_twiml,
 )
 from bridge.call.plan import CallPlan, plan_for_stream
 from bridge.call.services import CallServices, CallWatcher
@@ -55,6 +66,7 @@ from bridge.twilio.media import Media, binary_frame_error, parse_from_twilio
 logger = logging.getLogger("bridge.call")
 
 STREAM_CLOSE_GRACE_S = 5.0  # flushing the last frames and closing the Twilio socket
+REST_GRACE_S = 10.0  # a REST update that must land before the stream closes
 READER_GRACE_S = 2.0  # Twilio's answer to our close
 AGENT_CLOSE_GRACE_S = 2.0  # the agent's answer to our close
 _CLEAN_REASONS = frozenset(
@@ -80,6 +92,7 @@ class CallDriver:
         self._agent_ready = asyncio.Event()
         self._finished = asyncio.Event()
         self._stream_closed = asyncio.Event()
+        self._may_close = asyncio.Event()  # the writer may close the stream once drained
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._agent_task: asyncio.Task[None] | None = None
@@ -139,7 +152,7 @@ class CallDriver:
         try:
             await self._finished.wait()
             if self._end_stream is not None:
-                await asyncio.wait([writer], timeout=STREAM_CLOSE_GRACE_S)
+                await asyncio.wait([writer], timeout=STREAM_CLOSE_GRACE_S + REST_GRACE_S)
             await asyncio.wait([reader], timeout=READER_GRACE_S)
         finally:
             if not self.session.ended:  # cancelled from outside: the server is stopping
@@ -160,8 +173,8 @@ class CallDriver:
                     await conn.close()
         if self._agent_task is not None:
             self._agent_task.cancel()
-        # REST hang-ups get their own timeout; tools are abandoned with the call.
-        rest = [t for t in self._tasks if t.get_name() == "rest-hangup"]
+        # REST requests get their own timeout; tools are abandoned with the call.
+        rest = [t for t in self._tasks if t.get_name().startswith("rest-")]
         if rest:
             await asyncio.wait(rest, timeout=self.services.config.platform.request_timeout_s)
         for t in self._tasks:
@@ -225,11 +238,16 @@ class CallDriver:
                     log_event(
                         logger, "call.keypad", logging.DEBUG, call_sid=self.call_sid, digit=digit
                     )
-            case EndStream():
+            case EndStream(disposition=disposition):
                 self._end_stream = action
-                if self.session.call_sid:
-                    self.services.calls.set_next(self.session.call_sid, action.disposition)
-                    if action.hangup_rest and self.services.twilio_rest is not None:
+                sid, rest = self.session.call_sid, self.services.twilio_rest
+                if sid:
+                    self.services.calls.set_next(sid, disposition)
+                if sid and rest is not None and not isinstance(disposition, Hangup):
+                    self._spawn(self._rest_redirect(disposition), "rest-redirect")
+                else:
+                    self._may_close.set()
+                    if sid and rest is not None and action.hangup_rest:
                         self._spawn(self._rest_hangup(), "rest-hangup")
                 self._twilio_ready.set()
             case UpdateRecord(fields=fields):
@@ -282,12 +300,31 @@ class CallDriver:
                     await send(q.pop())
                 if self._end_stream is not None:
                     # Twilio ends <Connect> when we close, then asks the action URL.
+                    await self._may_close.wait()
                     await self.ws.close(1000)
                     return
         except (OSError, RuntimeError, WebSocketDisconnect) as e:  # the caller's socket is gone
             log_event(logger, "call.twilio_send_failed", logging.DEBUG, error=str(e))
         finally:
             self._stream_closed.set()
+
+    async def _rest_redirect(self, disposition: Disposition) -> None:
+        rest = self.services.twilio_rest
+        assert rest is not None
+        try:
+            live = await rest.redirect(self.call_sid, to_twiml(disposition))
+        except BridgeError as e:  # the <Connect action> answer is the fallback
+            log_event(
+                logger,
+                "call.rest_redirect_failed",
+                logging.WARNING,
+                call_sid=self.call_sid,
+                error=str(e),
+            )
+        else:
+            log_event(logger, "call.rest_redirect", call_sid=self.call_sid, was_live=live)
+        finally:
+            self._may_close.set()
 
     async def _rest_hangup(self) -> None:
         rest = self.services.twilio_rest

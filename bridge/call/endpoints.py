@@ -26,7 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from bridge.call.actions import Apology, Disposition, Hangup, Transfer
+from bridge.call.actions import HANGUP, to_twiml
 from bridge.call.driver import CallDriver
 from bridge.call.services import (
     AFTER_STREAM_PATH,
@@ -174,15 +174,7 @@ async def after_stream(request: Request) -> Response:
         call_sid=call_sid or None,
         then=type(disposition).__name__.lower() if disposition else "hangup (nothing recorded)",
     )
-    return _xml(_twiml_for(disposition or Hangup()))
-
-
-def _twiml_for(d: Disposition) -> str:
-    if isinstance(d, Transfer):
-        return twiml.dial(d.number, caller_id=d.caller_id, timeout_s=d.timeout_s)
-    if isinstance(d, Apology):
-        return twiml.say_and_hangup(d.text)
-    return twiml.hangup()
+    return _xml(to_twiml(disposition or HANGUP))
 
 
 # --------------------------------------------------------------------------- callbacks

@@ -51,3 +51,32 @@ async def test_admin_hangup_ends_the_stream_and_completes_the_call_over_rest(
         assert "call.rest_hangup" in events
         assert "call.rest_hangup_failed" not in events
         assert e2e.app.state.calls.hangup(live.call_sid) is False  # gone from the registry
+
+
+async def test_transfer_is_sent_over_rest_so_any_instance_could_answer(
+    platform_emulator: PlatformEmulator, twilio_emulator: TwilioEmulator
+) -> None:
+    tw = twilio_emulator
+    agent = platform_emulator.create_agent(
+        behaviour={"mode": "silent", "steps": [{"type": "close", "code": 1011}]}
+    )
+    async for e2e in running_bridge(
+        platform_emulator,
+        calls={"on_agent_failure": "transfer", "fallback_number": "+14155550199"},
+        TWILIO_ACCOUNT_SID=tw.account_sid,
+        TWILIO_AUTH_TOKEN=tw.auth_token,
+        TWILIO_API_BASE_URL=tw.http_url,
+    ):
+        res = await tw.place_call(
+            e2e.server.http_url,
+            to=e2e.number_for(agent),
+            script=CallScript(max_duration_s=30),
+            speed=4.0,
+            public_url=PUBLIC,
+            voice_path="/twilio/inbound",
+        )
+        assert res.transfer_to == "+14155550199"
+        # Twilio ran the <Dial> it got over REST and never asked the <Connect action>.
+        whys = [f.why for f in res.fetches]
+        assert "rest-update" in whys and "connect-action" not in whys
+        assert e2e.call_record_reason(res.call_sid) == "agent_failed"
