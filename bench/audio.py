@@ -157,6 +157,47 @@ def bench_costs(n_frames: int, rounds: int) -> list[tuple[str, str, dict[str, Co
     return rows
 
 
+def bench_irregular(seconds: float, rounds: int) -> list[tuple[str, dict[str, float]]]:
+    """agent->caller fed the way an agent may send audio: chunks of 10-200 ms, some with
+    an odd byte count.  Cost per 20 ms of audio (total time of the calls, stalls out)."""
+    rows = []
+    rng = np.random.default_rng(3)
+    ulaw8k = parse_format("ulaw_8000")
+    for name in FORMATS:
+        fmt = parse_format(name)
+        if fmt.encoding == "ulaw":
+            continue
+        pcm = to_pcm16(speechlike(fmt.sample_rate, seconds))
+        cuts, i = [], 0
+        while i < len(pcm):
+            n = 2 * int(fmt.sample_rate * rng.uniform(0.01, 0.2)) + int(rng.integers(0, 2))
+            cuts.append(pcm[i : i + n])
+            i += n
+        totals: dict[str, list[float]] = {"ours": [], "ratecv": [], "soxr HQ": []}
+        for _ in range(rounds):
+            impls: dict[str, Process] = {
+                "ours": agent_to_caller(fmt).process,
+                "ratecv": ratecv_direction(fmt, ulaw8k),
+                "soxr HQ": soxr_direction(fmt, ulaw8k),
+            }
+            for k, p in impls.items():
+                got: list[float] = []
+                # ratecv and soxr need whole samples: give them the odd byte back.
+                carry = b""
+                for chunk in cuts:
+                    if k != "ours":
+                        chunk, carry = carry + chunk, b""
+                        if len(chunk) % 2:
+                            chunk, carry = chunk[:-1], chunk[-1:]
+                    t0 = time.perf_counter_ns()
+                    p(chunk)
+                    got.append((time.perf_counter_ns() - t0) / 1000.0)
+                totals[k].append(sum(v for v in got if v < 20 * STALL_US))
+        frames = seconds / 0.02
+        rows.append((name, {k: min(v) / frames for k, v in totals.items()}))
+    return rows
+
+
 def bench_delays() -> list[tuple[str, str, float, float, float]]:
     rows = []
     for name in FORMATS:
@@ -252,6 +293,15 @@ def main() -> int:
         table(
             ["format", "direction", *(f"{k} us" for k in impls)],
             [[f, d, *(f"{c[k][0]:.1f} / {c[k][1]:.1f}" for k in impls)] for f, d, c in costs],
+        )
+    )
+    print("\n# agent->caller with irregular chunks (10-200 ms, some odd byte counts):")
+    print("# us per 20 ms of audio, quietest of the rounds\n")
+    irregular = bench_irregular(2.0 if args.quick else 10.0, rounds)
+    print(
+        table(
+            ["format", *(f"{k} us" for k in irregular[0][1])],
+            [[f, *(f"{v:.1f}" for v in c.values())] for f, c in irregular],
         )
     )
     print("\n# algorithmic delay, impulse in 20 ms chunks (ms)\n")

@@ -98,19 +98,38 @@ def _geometry(in_rate: int, out_rate: int) -> _Geometry:
 
 
 @functools.lru_cache(maxsize=256)
-def _pattern_stack(in_rate: int, out_rate: int, first_phase: int) -> F32:
-    """Transposed block matrices ``(P, W, K)`` for the cycle starting at ``first_phase``."""
+def _cycle_matrices(in_rate: int, out_rate: int, first_phase: int) -> F32:
+    """Block matrices, transposed, for two turns of the cycle that ``first_phase`` is on.
+
+    Block ``c`` of a chunk starts at phase ``(z + c*K*down) % up``, so a chunk's ``P``
+    matrices are ``P`` consecutive entries of this ``(2P, W, K)`` array: a view, not a
+    copy, for whichever block of the cycle the chunk starts on.  Cycles whose first
+    phases differ by a multiple of ``K*down`` share one array (see :func:`_cycle_of`).
+    """
     g = _geometry(in_rate, out_rate)
     up, down, taps = g.pp.up, g.pp.down, g.pp.taps
-    stack = np.zeros((g.cycle, g.width, g.block), dtype=np.float32)
-    for c in range(g.cycle):
-        p0 = (first_phase + c * g.block * down) % up
-        for k in range(g.block):
-            u = p0 + k * down
-            off = u // up
-            stack[c, off : off + taps, k] = g.rows[u % up]
-    stack.setflags(write=False)
-    return stack
+    # Output k of a block whose first output has phase p sits at u = p + k*down: its
+    # coefficients (phase u % up) start at column u // up of the block's window.
+    p = ((first_phase + np.arange(2 * g.cycle) * g.block * down) % up)[:, None, None]
+    k = np.arange(g.block)[None, :, None]
+    t = np.arange(taps)[None, None, :]
+    u = p + k * down
+    mats = np.zeros((2 * g.cycle, g.width, g.block), dtype=np.float32)
+    mats[np.arange(2 * g.cycle)[:, None, None], u // up + t, k] = g.rows[u % up, t]
+    mats.setflags(write=False)
+    return mats
+
+
+def _cycle_of(g: _Geometry, phase: int) -> tuple[int, int]:
+    """(first phase of the cycle ``phase`` is on, position of ``phase`` in that cycle)."""
+    up, step = g.pp.up, g.block * g.pp.down
+    d = up // g.cycle  # phases one cycle visits: one residue class modulo d
+    r = phase % d
+    if g.cycle == 1:
+        return r, 0
+    # Solve r + j*step = phase (mod up) for j: divide through by d, invert modulo P.
+    j = ((phase - r) // d) * pow((step // d) % g.cycle, -1, g.cycle) % g.cycle
+    return r, j
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,7 +156,9 @@ def _plan(in_rate: int, out_rate: int, n: int, z: int) -> _Plan:
     # whose first output is i starts at buffer position (z + i*down) // up.
     first = (np.arange(cycles)[None, :] * g.cycle + np.arange(g.cycle)[:, None]) * g.block
     block_starts = ((z + first.ravel().astype(np.int64) * down) // up).astype(np.intp)
-    return _Plan(n_out, z_next, cycles, block_starts, _pattern_stack(in_rate, out_rate, z % up))
+    first, j = _cycle_of(g, z % up)
+    stack = _cycle_matrices(in_rate, out_rate, first)[j : j + g.cycle]
+    return _Plan(n_out, z_next, cycles, block_starts, stack)
 
 
 @dataclass(frozen=True, eq=False)
