@@ -1,0 +1,329 @@
+"""The admin HTTP API under ``/admin``: thin handlers over :class:`~bridge.admin.service.Provisioning`.
+
+Mounted as a small Starlette sub-app so it has its own bearer-token check, body size
+limit and error handlers, and adds nothing to the call paths of the bridge.  When no
+token is configured the API is not mounted at all (``/admin/...`` is then a plain 404
+of the main app), and that is logged at start.
+
+Every failure answers ``{"error": {"field": ..., "message": ...}}``:
+
+* 400 unreadable body or query parameter, 401 missing/wrong token, 404 unknown id,
+  409 duplicate or wrong state, 413 body too large, 422 a field that does not fit;
+* 502 an upstream (platform or Twilio) failed: ``upstream`` carries its service,
+  status, message and request id, never credentials;
+* 503 the store is failing, or the bridge lacks the configuration for the operation;
+* a multi-step operation that failed part way adds ``rollback`` (steps undone / still
+  done) to the failed step's own error.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bridge.admin import models
+from bridge.admin.decode import (
+    check_unknown_params,
+    decode_body,
+    query_bool,
+    query_int,
+    query_str,
+)
+from bridge.admin.openapi import openapi_document
+from bridge.admin.service import Provisioning
+from bridge.errors import (
+    BridgeError,
+    ConfigError,
+    InputError,
+    PartialFailure,
+    StoreError,
+    TwilioApiError,
+    UpstreamError,
+)
+from bridge.log import log_event
+from bridge.store.store import MAX_PAGE
+
+logger = logging.getLogger("bridge.admin")
+
+PREFIX: Final = "/admin"
+MAX_BODY_BYTES: Final = 64 * 1024
+URL_PATTERN: Final = r"^https?://[^\s/?#]+[^\s]*$"
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(body), status, headers, media_type="application/json")
+
+
+def error_response(
+    status: int,
+    field: str | None,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    info = models.ErrorInfo(field=field, message=message, **extra)
+    return json_response(models.ErrorBody(error=info), status, headers)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _upstream(e: UpstreamError) -> models.UpstreamInfo:
+    return models.UpstreamInfo(
+        service="twilio" if isinstance(e, TwilioApiError) else "platform",
+        status=e.status,
+        message=e.message,
+        request_id=e.request_id,
+        code=e.code,
+    )
+
+
+def _describe(e: BridgeError) -> tuple[int, dict[str, Any]]:
+    """HTTP status and ErrorInfo fields for a deliberate error."""
+    if isinstance(e, InputError):
+        return e.status, {"field": e.field, "message": e.problem}
+    if isinstance(e, UpstreamError):
+        who = "Twilio" if isinstance(e, TwilioApiError) else "the Agents Platform"
+        return 502, {"field": None, "message": f"{who} failed: {e}", "upstream": _upstream(e)}
+    if isinstance(e, StoreError):
+        return 503, {"field": None, "message": f"store unavailable: {e}"}
+    if isinstance(e, ConfigError):
+        return 503, {"field": None, "message": f"the bridge is not configured for this: {e}"}
+    if isinstance(e, PartialFailure):
+        status, info = _describe(e.cause)
+        info["message"] = str(e)
+        info["rollback"] = models.Rollback(undone=e.undone, left_done=e.left_done)
+        return status, info
+    return 500, {"field": None, "message": str(e)}
+
+
+async def _bridge_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BridgeError)
+    status, info = _describe(exc)
+    log_event(
+        logger,
+        "admin.request_failed",
+        level=logging.WARNING if status < 500 else logging.ERROR,
+        method=request.method,
+        path=request.url.path,
+        status=status,
+        field=info.get("field"),
+        error=info["message"],
+    )
+    return error_response(status, **info)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, None, exc.detail, dict(exc.headers or {}))
+
+
+# ---------------------------------------------------------------------------- auth
+
+
+class BearerAuth:
+    """Refuse every request without ``Authorization: Bearer <token>`` (constant-time check)."""
+
+    def __init__(self, app: ASGIApp, token: str):
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = Headers(scope=scope).get("authorization", "")
+            scheme, _, presented = header.partition(" ")
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(
+                presented.strip().encode("latin-1"), self._token
+            )
+            if not ok:
+                client = scope.get("client")
+                log_event(
+                    logger,
+                    "admin.unauthorized",
+                    level=logging.WARNING,
+                    path=scope.get("path"),
+                    client=client[0] if client else None,
+                    had_token=bool(presented),
+                )
+                response = error_response(
+                    401,
+                    "authorization",
+                    "a valid admin token is required: Authorization: Bearer <BRIDGE_ADMIN_TOKEN>",
+                    {"WWW-Authenticate": 'Bearer realm="bridge-admin"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with the API's JSON 413.
+
+    (Starlette's own limit answers in plain text.)  A declared Content-Length over the
+    limit is refused before reading; a chunked body is counted as it is read and the
+    handler's read fails with InputError("body", …, 413).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = f"is larger than {self.max_bytes} bytes"
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await error_response(413, "body", problem)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise InputError("body", problem, status=413)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+# ---------------------------------------------------------------------------- handlers
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class AdminEndpoints:
+    """One method per route; each decodes, calls the service, encodes."""
+
+    def __init__(self, service: Provisioning, document: dict[str, Any]):
+        self.svc = service
+        self._document = _encoder.encode(document)
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self._document, media_type="application/json")
+
+    # -- numbers
+
+    async def list_numbers(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        return json_response(models.NumberList(items=self.svc.list_numbers()))
+
+    async def import_number(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        req = decode_body(await request.body(), models.ImportNumber)
+        result = await self.svc.import_number(req)
+        return json_response(result, 201)
+
+    async def get_number(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        return json_response(self.svc.get_number(request.path_params["id"]))
+
+    async def update_number(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        req = decode_body(await request.body(), models.UpdateNumber)
+        return json_response(await self.svc.update_number(request.path_params["id"], req))
+
+    async def delete_number(self, request: Request) -> Response:
+        q = request.query_params
+        check_unknown_params(q, ("restore_voice_url",))
+        restore = query_str(q, "restore_voice_url", URL_PATTERN)
+        result = await self.svc.delete_number(request.path_params["id"], restore_voice_url=restore)
+        return json_response(result)
+
+    # -- agents
+
+    async def list_agents(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        return json_response(models.AgentList(items=await self.svc.list_agents()))
+
+    async def create_agent(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        req = decode_body(await request.body(), models.CreateAgent)
+        return json_response(await self.svc.create_agent(req), 201)
+
+    # -- calls
+
+    async def list_calls(self, request: Request) -> Response:
+        q = request.query_params
+        check_unknown_params(q, ("live", "number", "agent_id", "limit", "cursor"))
+        page = await self.svc.list_calls(
+            live=query_bool(q, "live"),
+            number=query_str(q, "number", models.E164_PATTERN),
+            agent_id=query_str(q, "agent_id", models.AGENT_ID_PATTERN),
+            limit=query_int(q, "limit", 50, 1, MAX_PAGE),
+            cursor=query_str(q, "cursor"),
+        )
+        return json_response(page)
+
+    async def get_call(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        return json_response(await self.svc.get_call(request.path_params["sid"]))
+
+    async def hangup_call(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        return json_response(await self.svc.hangup(request.path_params["sid"]))
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/numbers", self.list_numbers, methods=["GET"]),
+            Route("/numbers", self.import_number, methods=["POST"]),
+            Route("/numbers/{id}", self.get_number, methods=["GET"]),
+            Route("/numbers/{id}", self.update_number, methods=["PATCH"]),
+            Route("/numbers/{id}", self.delete_number, methods=["DELETE"]),
+            Route("/agents", self.list_agents, methods=["GET"]),
+            Route("/agents", self.create_agent, methods=["POST"]),
+            # POST /calls (outbound calls) belongs to the telephony features: add it here.
+            Route("/calls", self.list_calls, methods=["GET"]),
+            Route("/calls/{sid}", self.get_call, methods=["GET"]),
+            Route("/calls/{sid}/hangup", self.hangup_call, methods=["POST"]),
+        ]
+
+
+def admin_app(
+    service: Provisioning, token: str, extra_routes: list[BaseRoute] | None = None
+) -> Starlette:
+    """The admin sub-app (mounted at ``/admin`` by :func:`admin_routes`)."""
+    endpoints = AdminEndpoints(service, openapi_document())
+    return Starlette(
+        routes=[*endpoints.routes(), *(extra_routes or [])],
+        middleware=[
+            Middleware(BearerAuth, token=token),
+            Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES),
+        ],
+        exception_handlers={BridgeError: _bridge_error, HTTPException: _http_error},
+    )
+
+
+def admin_routes(
+    service: Provisioning, token: str | None, extra_routes: list[BaseRoute] | None = None
+) -> list[BaseRoute]:
+    """The routes to add to the main app: ``[Mount("/admin", ...)]``, or none without a token."""
+    if not token:
+        log_event(
+            logger,
+            "admin.disabled",
+            level=logging.WARNING,
+            reason="no admin token configured (BRIDGE_ADMIN_TOKEN / admin.token)",
+        )
+        return []
+    log_event(logger, "admin.enabled", prefix=PREFIX)
+    return [Mount(PREFIX, app=admin_app(service, token, extra_routes))]
