@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from bridge.asgi import RunningServer, running_server
@@ -268,3 +269,36 @@ async def test_inspection_and_callee_config_endpoints(
         assert r.status_code == 422 and r.json()["field"] == "To"
         r = await http.get(f"{base}/calls/CAnope")
         assert r.status_code == 404
+
+
+async def test_the_packages_async_client_too(
+    twilio_emulator: TwilioEmulator, toy: tuple[Toy, RunningServer]
+) -> None:
+    """The bridge drives Twilio through ``AsyncTwilioHttpClient`` (aiohttp): same answers."""
+    t, server = toy
+    http = AsyncTwilioHttpClient()
+    client = Client(
+        twilio_emulator.account_sid, twilio_emulator.auth_token, http_client=http, environment={}
+    )
+    client.api.base_url = twilio_emulator.http_url
+    try:
+        pn = await client.incoming_phone_numbers.create_async(phone_number="+15550002020")
+        listed = await client.incoming_phone_numbers.list_async(phone_number="+15550002020")
+        assert [n.sid for n in listed] == [pn.sid]
+        updated = await client.incoming_phone_numbers(pn.sid).update_async(
+            voice_url=f"{server.http_url}/twilio/voice", voice_method="POST"
+        )
+        assert updated.voice_url == f"{server.http_url}/twilio/voice"
+        call = await client.calls.create_async(
+            to="+15550002121", from_="+15550002020", url=f"{server.http_url}/twilio/voice"
+        )
+        await t.wait_until(lambda: any(isinstance(x, m.Media) for x in t.received))
+        fetched = await client.calls(call.sid).fetch_async()
+        assert fetched.status == "in-progress" and fetched.direction == "outbound-api"
+        done = await client.calls(call.sid).update_async(status="completed")
+        assert done.status == "completed"
+        with pytest.raises(TwilioRestException) as e:
+            await client.calls("CA" + "e" * 32).update_async(status="completed")
+        assert (e.value.status, e.value.code) == (404, 20404)
+    finally:
+        await http.close()
