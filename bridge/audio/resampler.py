@@ -154,10 +154,10 @@ def _plan(in_rate: int, out_rate: int, n: int, z: int) -> _Plan:
     cycles = -(-n_out // (g.cycle * g.block))
     # With `taps - 1` history samples ahead of the new ones, the window of the block
     # whose first output is i starts at buffer position (z + i*down) // up.
-    first = (np.arange(cycles)[None, :] * g.cycle + np.arange(g.cycle)[:, None]) * g.block
-    block_starts = ((z + first.ravel().astype(np.int64) * down) // up).astype(np.intp)
-    first, j = _cycle_of(g, z % up)
-    stack = _cycle_matrices(in_rate, out_rate, first)[j : j + g.cycle]
+    firsts = (np.arange(cycles)[None, :] * g.cycle + np.arange(g.cycle)[:, None]) * g.block
+    block_starts = ((z + firsts.ravel().astype(np.int64) * down) // up).astype(np.intp)
+    cycle, j = _cycle_of(g, z % up)
+    stack = _cycle_matrices(in_rate, out_rate, cycle)[j : j + g.cycle]
     return _Plan(n_out, z_next, cycles, block_starts, stack)
 
 
