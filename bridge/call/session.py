@@ -118,9 +118,10 @@ class SessionSettings:
     start_timeout_s: float = 10.0
     end_call_settle_s: float = 0.5
     out_chunk_bytes: int = 800  # 100 ms of mu-law per outbound media frame
-    # Backpressure bounds (queued JSON text): ~60 s of audio toward Twilio, ~10 s toward
-    # the agent at 48 kHz PCM.  Beyond them the oldest audio is shed, counted.
-    max_twilio_queue_chars: int = 1_500_000
+    # Backpressure bounds (queued JSON text): ~60 s of audio toward Twilio (100 ms of
+    # mu-law is ~1150 chars as a media frame), ~11 s toward the agent at 48 kHz PCM
+    # (128 000 base64 chars a second).  Beyond them the oldest audio is shed, counted.
+    max_twilio_queue_chars: int = 700_000
     max_agent_queue_chars: int = 1_500_000
     max_bad_twilio_frames: int = 50
     rest_hangup: bool = False  # Twilio REST credentials are configured
