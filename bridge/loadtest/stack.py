@@ -45,6 +45,7 @@ READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 ACCOUNT_SID = "AC" + "0" * 32
 EMULATOR_COMMAND = [sys.executable, "-m", "bridge.cli", "emulator"]  # + --port N (loopback)
+BRIDGE_COMMAND = [sys.executable, "-m", "bridge.cli"]  # + --config FILE serve
 
 
 class StackError(BridgeError):
@@ -227,7 +228,7 @@ async def started_stack(
             bridge_log = stack_dir / "bridge.log"
             bridge = await _spawn(
                 "bridge",
-                [sys.executable, "-m", "bridge.cli", "--config", str(cfg), "serve"],
+                [*BRIDGE_COMMAND, "--config", str(cfg), "serve"],
                 bridge_log,
             )
             procs.append(bridge)
