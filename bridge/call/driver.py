@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import traceback
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
@@ -176,13 +177,16 @@ class CallDriver:
         # REST requests get their own timeout; tools are abandoned with the call.
         rest = [t for t in self._tasks if t.get_name().startswith("rest-")]
         if rest:
-            await asyncio.wait(rest, timeout=self.services.config.platform.request_timeout_s)
+            await asyncio.wait(rest, timeout=REST_GRACE_S)
         for t in self._tasks:
             t.cancel()
         leftovers = [*loops, *self._tasks]
         if self._agent_task is not None:
             leftovers.append(self._agent_task)
-        await asyncio.gather(*leftovers, return_exceptions=True)
+        outcomes = await asyncio.gather(*leftovers, return_exceptions=True)
+        for task, outcome in zip(leftovers, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                self._crashed(task.get_name(), outcome)
         if self._registered:
             self.services.calls.remove(self.session.call_sid)
             self.services.metrics.active_calls.dec()
@@ -192,7 +196,24 @@ class CallDriver:
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (e := task.exception()) is not None:
+            self._crashed(task.get_name(), e)
+
+    def _crashed(self, task: str, e: BaseException) -> None:
+        """A task died of an exception nobody handles: a bug, never to pass silently."""
+        log_event(
+            logger,
+            "call.task_crashed",
+            logging.ERROR,
+            call_sid=self.call_sid or None,
+            task=task,
+            error=f"{type(e).__name__}: {e}",
+            traceback="".join(traceback.format_exception(e)),
+        )
 
     # ------------------------------------------------------------------ session I/O
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+import pytest
+
+from bridge.call.tools import CallControl
 from bridge.emulator.platform import Fault
 from bridge.emulator.twilio.program import Outcome
-from bridge.emulator.twilio.script import BargeIn, CallScript, HangUp, Pause, WaitForAgent
+from bridge.emulator.twilio.script import BargeIn, CallScript, HangUp, Pause, Press, WaitForAgent
 from bridge.emulator.twilio.twiml import Say
 from tests.e2e.conftest import (
     E2E,
@@ -177,3 +181,25 @@ async def test_signed_url_server_error_gets_the_apology(
         assert (
             registry.get_sample_value("bridge_upstream_errors_total", {"kind": "signed_url"}) == 1
         )
+
+
+async def test_a_crashing_feature_hook_is_logged_and_the_call_goes_on(
+    e2e: E2E, caplog: pytest.LogCaptureFixture
+) -> None:
+    pressed: list[str] = []
+
+    async def broken_keypad(call: CallControl, digit: str) -> None:
+        pressed.append(digit)
+        raise RuntimeError("keypad feature bug")
+
+    e2e.app.state.services.on_keypad = broken_keypad
+    agent = e2e.platform.create_agent(behaviour={"mode": "echo"}, first_message="Hi.")
+    script = CallScript.of(WaitForAgent(timeout_s=10), Press("5"), Pause(0.5), HangUp())
+    with caplog.at_level(logging.ERROR, logger="bridge.call"):
+        res = await e2e.call(agent, script)
+    assert res.outcome is Outcome.COMPLETED, res.reason
+    assert pressed == ["5"]
+    (crash,) = [r for r in caplog.records if r.getMessage() == "call.task_crashed"]
+    assert crash.bridge_fields["task"] == "keypad"  # type: ignore[attr-defined]
+    assert "keypad feature bug" in crash.bridge_fields["error"]  # type: ignore[attr-defined]
+    assert e2e.call_record_reason(res.call_sid) == "caller_hangup"
