@@ -12,7 +12,7 @@ from typing import Any
 from bridge.emulator.twilio.playout import HeardSegment, MarkEcho, Playout
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.script import ScriptEvent
-from bridge.emulator.twilio.twiml import Verb
+from bridge.emulator.twilio.twiml import Connect, Dial, Pause, Play, Redirect, Reject, Say, Verb
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,7 @@ class CallResult:
                 {"t": f.t, "why": f.why, "url": f.url, "status": f.status, "error": f.error}
                 for f in self.fetches
             ],
-            "experience": [type(v).__name__ for v in self.experience],
+            "experience": [describe(v) for v in self.experience],
             "streams": [s.summary() for s in self.streams],
             "callbacks": [
                 {"t": c.t, "kind": c.kind, "event": c.event, "status": c.status, "error": c.error}
@@ -190,3 +190,21 @@ class CallResult:
             "script_events": [[e.t, e.kind, e.detail] for e in self.script_events],
             "warnings": self.warnings,
         }
+
+
+def describe(verb: Verb) -> str:
+    """One line per verb for the inspection endpoint: ``Say: Hello``, ``Dial: +1555…``."""
+    name = type(verb).__name__
+    if isinstance(verb, Say):
+        return f"{name}: {verb.text[:80]}"
+    if isinstance(verb, Play | Redirect):
+        return f"{name}: {verb.url}"
+    if isinstance(verb, Pause):
+        return f"{name}: {verb.length:g}s"
+    if isinstance(verb, Connect):
+        return f"{name}: {verb.stream.url if verb.stream else '-'}"
+    if isinstance(verb, Dial):
+        return f"{name}: {verb.target}"
+    if isinstance(verb, Reject):
+        return f"{name}: {verb.reason}"
+    return name

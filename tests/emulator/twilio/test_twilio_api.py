@@ -167,6 +167,7 @@ async def test_outbound_call_voicemail_async_amd_hang_up_and_fetch(
         ).json()
     assert seen["outcome"] == "completed" and seen["answered_by"] == "machine_end_beep"
     assert seen["streams"][0]["ended_by"] == "rest"
+    assert seen["experience"] == [f"Connect: ws://{server.http_url.split('://')[1]}/twilio/media"]
 
 
 async def test_outbound_call_human_sync_amd_then_transfer(
