@@ -31,7 +31,7 @@ one function, not of a huge discrete prototype.  Why this and not the alternativ
 * Linear, not minimum, phase.  Minimum phase would roughly halve the delay (~1 ms)
   but bends the phase of speech harmonics; 2.2 ms is already far below the budget,
   so the symmetric kernel keeps waveforms intact and the numbers easy to verify.
-* Cost.  Taps per output = ``floor(S * f_in) + 1``: 36 at 8 kHz, 71 at 16 kHz, 194 at
+* Cost.  Taps per output = ``floor(S * f_in) + 1``: 36 at 8 kHz, 71 at 16 kHz, 195 at
   44.1 kHz, 212 at 48 kHz.  An equiripple (Parks-McClellan) design could be ~30%
   shorter but needs a design routine numpy lacks, and the cost is already within the
   per-frame budget.

@@ -235,9 +235,11 @@ def direct(pcm: bytes, in_rate: int, out_rate: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), PAIRS)
-def test_matches_direct_evaluation(in_rate: int, out_rate: int) -> None:
+@pytest.mark.parametrize("chunk_ms", [20.0, 1.3])  # 1.3 ms: chunks start at every phase
+def test_matches_direct_evaluation(in_rate: int, out_rate: int, chunk_ms: float) -> None:
     pcm = noise(in_rate, 0.05, seed=4)
-    got = from_pcm16(stream(StreamingResampler(in_rate, out_rate), pcm, 2 * (in_rate // 50)))
+    chunk = 2 * round(in_rate * chunk_ms / 1000)
+    got = from_pcm16(stream(StreamingResampler(in_rate, out_rate), pcm, chunk))
     expected = direct(pcm, in_rate, out_rate)
     assert got.size == expected.size
     assert np.max(np.abs(got - expected)) <= 1.0
