@@ -523,8 +523,7 @@ class CallSession:
         step = self.settings.out_chunk_bytes
         sid = self.stream_sid
         for i in range(0, len(ulaw), step):
-            b64 = binascii.b2a_base64(ulaw[i : i + step], newline=False).decode("ascii")
-            self.to_twilio.push(twilio.media_frame(sid, b64))
+            self.to_twilio.push(twilio.media_frame(sid, twilio.encode_payload(ulaw[i : i + step])))
         mark_msg = twilio.OutMark(streamSid=sid, mark=twilio.MarkBody(name=mark))
         self.to_twilio.push(twilio.encode(mark_msg))
         self._pending_marks.append(mark)
