@@ -291,6 +291,21 @@ class CallWriter:
                 retry_at = time.monotonic() + delay
                 delay = min(delay * 2, self._retry_max_s)
                 continue
+            # Log before releasing the batch: whoever flush()es then sees these lines.
+            for sid in unknown:
+                log_event(logger, "store.update_unknown_call", level=logging.WARNING, call_sid=sid)
+            with self._cond:
+                streak = self._streak  # only this thread changes it
+                pending_before = len(self._pending)
+            if streak:
+                log_event(
+                    logger,
+                    "store.write_recovered",
+                    db=self._db_label,
+                    failed_attempts=streak,
+                    down_s=round(time.monotonic() - streak_started, 3),
+                    pending=pending_before - len(batch),
+                )
             with self._cond:
                 for sid, _record, _fields, seq in batch:
                     entry = self._pending.get(sid)
@@ -303,24 +318,12 @@ class CallWriter:
                         # updated constantly cannot starve the rest of a long queue.
                         self._pending[sid] = self._pending.pop(sid)
                 self._written += len(batch)
-                streak, self._streak = self._streak, 0
+                self._streak = 0
                 if self._overflowing and len(self._pending) < self._max_pending:
                     self._overflowing = False
-                pending = len(self._pending)
-                self._metrics.pending_writes.set(pending)
+                self._metrics.pending_writes.set(len(self._pending))
                 self._cond.notify_all()
             delay, retry_at = self._retry_initial_s, 0.0
-            for sid in unknown:
-                log_event(logger, "store.update_unknown_call", level=logging.WARNING, call_sid=sid)
-            if streak:
-                log_event(
-                    logger,
-                    "store.write_recovered",
-                    db=self._db_label,
-                    failed_attempts=streak,
-                    down_s=round(time.monotonic() - streak_started, 3),
-                    pending=pending,
-                )
         if handle is not None:
             _close_owned(handle)
         with self._cond:
