@@ -159,7 +159,8 @@ def bench_costs(n_frames: int, rounds: int) -> list[tuple[str, str, dict[str, Co
 
 def bench_irregular(seconds: float, rounds: int) -> list[tuple[str, dict[str, float]]]:
     """agent->caller fed the way an agent may send audio: chunks of 10-200 ms, some with
-    an odd byte count.  Cost per 20 ms of audio (total time of the calls, stalls out)."""
+    an odd byte count.  Cost per 20 ms of audio: each call's time scaled by 20 ms over
+    the audio it carried, median over calls (robust to stalls like the other figures)."""
     rows = []
     rng = np.random.default_rng(3)
     ulaw8k = parse_format("ulaw_8000")
@@ -173,7 +174,7 @@ def bench_irregular(seconds: float, rounds: int) -> list[tuple[str, dict[str, fl
             n = 2 * int(fmt.sample_rate * rng.uniform(0.01, 0.2)) + int(rng.integers(0, 2))
             cuts.append(pcm[i : i + n])
             i += n
-        totals: dict[str, list[float]] = {"ours": [], "ratecv": [], "soxr HQ": []}
+        per_frame: dict[str, list[float]] = {"ours": [], "ratecv": [], "soxr HQ": []}
         for _ in range(rounds):
             impls: dict[str, Process] = {
                 "ours": agent_to_caller(fmt).process,
@@ -181,9 +182,7 @@ def bench_irregular(seconds: float, rounds: int) -> list[tuple[str, dict[str, fl
                 "soxr HQ": soxr_direction(fmt, ulaw8k),
             }
             for k, p in impls.items():
-                got: list[float] = []
-                # ratecv and soxr need whole samples: give them the odd byte back.
-                carry = b""
+                carry = b""  # ratecv and soxr need whole samples: hand the odd byte on
                 for chunk in cuts:
                     if k != "ours":
                         chunk, carry = carry + chunk, b""
@@ -191,10 +190,11 @@ def bench_irregular(seconds: float, rounds: int) -> list[tuple[str, dict[str, fl
                             chunk, carry = chunk[:-1], chunk[-1:]
                     t0 = time.perf_counter_ns()
                     p(chunk)
-                    got.append((time.perf_counter_ns() - t0) / 1000.0)
-                totals[k].append(sum(v for v in got if v < 20 * STALL_US))
-        frames = seconds / 0.02
-        rows.append((name, {k: min(v) / frames for k, v in totals.items()}))
+                    us = (time.perf_counter_ns() - t0) / 1000.0
+                    frames = len(chunk) / fmt.bytes_per_20ms
+                    if frames >= 0.5:
+                        per_frame[k].append(us / frames)
+        rows.append((name, {k: statistics.median(v) for k, v in per_frame.items()}))
     return rows
 
 
@@ -296,7 +296,7 @@ def main() -> int:
         )
     )
     print("\n# agent->caller with irregular chunks (10-200 ms, some odd byte counts):")
-    print("# us per 20 ms of audio, quietest of the rounds\n")
+    print("# us per 20 ms of audio (call time / 20 ms frames carried, median over calls)\n")
     irregular = bench_irregular(2.0 if args.quick else 10.0, rounds)
     print(
         table(
