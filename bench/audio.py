@@ -233,8 +233,8 @@ def in_frames(process: Process, pcm: bytes, frame: int) -> bytes:
 
 
 def quality(name: str) -> tuple[float, ...]:
-    """Design stopband, worst alias rejection, passband min/max, 3 kHz image rejection and
-    round-trip SNR (dB), computed as the tests do."""
+    """Design stopband, worst alias rejection (ours, ratecv), passband min/max, 3 kHz image
+    rejection and round-trip SNR (dB), computed as the tests do."""
     fmt = parse_format(name)
     rate = fmt.sample_rate
     up, down = caller_to_agent(fmt), agent_to_caller(fmt)
@@ -242,13 +242,16 @@ def quality(name: str) -> tuple[float, ...]:
     rt = in_frames(lambda f: down.process(up.process(f)), twilio, 160)
     snr = tone_snr_db(from_pcm16(ulaw_decode(rt))[80:], 8000, 1000)
     if rate == TWILIO:
-        return (np.nan,) * 5 + (snr,)
+        return (np.nan,) * 6 + (snr,)
     design = -db(float(frequency_response(rate, TWILIO, np.arange(4500.0, rate / 2, 10.0)).max()))
-    alias = np.inf
+    alias = naive = np.inf
+    pcm_fmt = parse_format(f"pcm_{rate}")
     for f in [*np.arange(4500.0, rate / 2, 250.0), rate / 2 - 50.0]:
         x = tone_pcm16(f, 0.1, rate, dbfs=-1.0)
         y = from_pcm16(in_frames(StreamingResampler(rate, TWILIO).process, x, 2 * (rate // 50)))
         alias = min(alias, db(rms(from_pcm16(x)) / max(rms(y[80:-80]), 0.5)))
+        z = in_frames(ratecv_direction(pcm_fmt, parse_format("pcm_8000")), x, 2 * (rate // 50))
+        naive = min(naive, db(rms(from_pcm16(x)) / max(rms(from_pcm16(z)[80:-80]), 0.5)))
     gains = []
     for a, b in ((rate, TWILIO), (TWILIO, rate)):
         for f in (300.0, 1000.0, 2000.0, 3000.0, 3400.0):
@@ -259,7 +262,7 @@ def quality(name: str) -> tuple[float, ...]:
     x3k = tone_pcm16(3000, 0.2, 8000, -1.0)
     y = from_pcm16(in_frames(StreamingResampler(TWILIO, rate).process, x3k, 320))
     image = fit_tone(y[rate // 100 : -rate // 100], rate, 3000).snr_db
-    return (design, alias, min(gains), max(gains), image, snr)
+    return (design, alias, naive, min(gains), max(gains), image, snr)
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -319,11 +322,12 @@ def main() -> int:
         rows.append(
             [name]
             + [
-                "-" if np.isnan(v) else f"{v:.2f}" if i in (2, 3) else f"{v:.1f}"
+                "-" if np.isnan(v) else f"{v:.2f}" if i in (3, 4) else f"{v:.1f}"
                 for i, v in enumerate(values)
             ]
         )
-    headers = ["format", "design stop", "alias rej.", "pass min", "pass max", "3k image rej."]
+    headers = ["format", "design stop", "alias rej.", "ratecv alias rej.", "pass min", "pass max"]
+    headers.append("3k image rej.")
     print(table([*headers, "round-trip SNR"], rows))
     return 0
 
