@@ -25,7 +25,8 @@ DynamicValue = str | int | float | bool
 # --------------------------------------------------------------------------- server → client
 
 
-class ConversationInitiationMetadataEvent(msgspec.Struct, omit_defaults=True):
+class ConversationInitiationMetadataEvent(msgspec.Struct):
+    # Formats always encoded (the platform always sends them); defaults apply on decode.
     conversation_id: str
     agent_output_audio_format: str = "pcm_16000"
     user_input_audio_format: str = "pcm_16000"
