@@ -223,8 +223,14 @@ def aggregate(
         outcomes=outcomes,
         reasons=reasons,
         webhook_ms=summarize([r.webhook_ms for r in records if r.webhook_ms is not None]),
+        # An echo agent first speaks after the caller's first utterance: that is a turn,
+        # not set-up, so only agents that speak at once (loopback, greeting) count here.
         first_audio_ms=summarize(
-            [r.first_audio_ms for r in records if r.first_audio_ms is not None]
+            [
+                r.first_audio_ms
+                for r in records
+                if r.first_audio_ms is not None and r.scenario != "echo"
+            ]
         ),
         relay_latency_ms=relay,
         barge_in_ms=summarize([ms for r in records for ms in r.barge_in_ms]),
