@@ -20,7 +20,7 @@ one function, not of a huge discrete prototype.  Why this and not the alternativ
   group delay is **2.2 ms**, the same for every rate and both directions, and the
   streaming resampler adds no buffering on top (an output sample is produced as soon
   as the newest input it needs has arrived).  That is well inside the 5 ms budget and
-  ~25x less than a soxr HQ stream (50-66 ms).
+  30-75x less than a soxr HQ stream (73-166 ms measured: docs/performance.md).
 * Quality.  The textbook Kaiser recipe for 90 dB over a 1.1 kHz transition needs a
   5.25 ms span because it spends the same tiny ripple (3e-5) on the passband as on the
   stopband.  The passband only needs +/-0.5 dB, so the cutoff is pulled down to

@@ -21,8 +21,6 @@ from bridge.audio.g711 import ulaw_decode, ulaw_encode
 from bridge.audio.resampler import StreamingResampler
 from bridge.errors import AudioFormatError
 
-TWILIO_RATE = 8000
-
 
 class Transcoder:
     """One direction of one call: bytes (or base64) in, bytes (or base64) out."""

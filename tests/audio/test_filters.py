@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridge.audio.filters import check_rates, frequency_response, polyphase
+from bridge.audio.filters import (
+    PASSBAND_EDGE,
+    STOPBAND_EDGE,
+    check_rates,
+    frequency_response,
+    polyphase,
+)
 from bridge.errors import AudioFormatError
 
 AGENT_RATES = [16000, 22050, 24000, 44100, 48000]
@@ -20,6 +26,16 @@ def test_design_response_meets_the_bars_on_a_dense_grid(in_rate: int, out_rate: 
     assert passband.min() >= -0.5 and passband.max() <= 0.5
     # Sidelobes are ~230 Hz wide (1 / 4.4 ms), so a 10 Hz grid finds their peaks.
     assert stopband.max() <= -90.0  # the tone tests allow 80; the design keeps 10 dB spare
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(11025, 16000), (24000, 16000)])
+def test_other_pairs_scale_the_spec_to_the_lower_rate(in_rate: int, out_rate: int) -> None:
+    fmin, nyquist = min(in_rate, out_rate), max(in_rate, out_rate) / 2
+    edge, stop = PASSBAND_EDGE * fmin, STOPBAND_EDGE * fmin
+    passband = 20 * np.log10(frequency_response(in_rate, out_rate, np.linspace(0, edge, 200)))
+    stopband = 20 * np.log10(frequency_response(in_rate, out_rate, np.arange(stop, nyquist, 10.0)))
+    assert passband.min() >= -0.5 and stopband.max() <= -90.0
+    assert polyphase(in_rate, out_rate).delay_s == pytest.approx(2.2e-3 * 8000 / fmin)
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), PAIRS)
