@@ -189,10 +189,10 @@ class CallFeatures:
         if self.silence.timeout_s <= 0 or self._done:
             return
         try:
-            ulaw = binascii.a2b_base64(payload_b64)
+            pcm = ulaw_decode(binascii.a2b_base64(payload_b64))
         except (binascii.Error, ValueError):
             return  # the session counts malformed payloads
-        self.silence.heard(level_dbfs(ulaw_decode(ulaw)), self.t.clock())
+        self.silence.heard(level_dbfs(pcm), self.t.clock())
 
     def keypad_digit(self, digit: str) -> None:
         try:
@@ -257,9 +257,10 @@ class CallFeatures:
         if deadline is None or self._done:
             return
         delay = max(0.0, deadline - self.t.clock())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+        self._timer = asyncio.get_running_loop().call_later(delay, self.poll)
 
-    def _fire(self) -> None:
+    def poll(self) -> None:
+        """Act on whatever is due now (the timer calls this at the earliest deadline)."""
         self._timer = None
         if self._done:
             return

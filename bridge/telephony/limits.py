@@ -91,8 +91,11 @@ class DurationLimit:
 FULL_SCALE: Final = 32768.0
 
 
-def level_dbfs(pcm: npt.ArrayLike) -> float:
-    """RMS level of 16-bit samples relative to full scale (-inf for digital silence)."""
+def level_dbfs(pcm: npt.ArrayLike | bytes) -> float:
+    """RMS level of 16-bit samples (an array, or little-endian PCM bytes) relative to
+    full scale; -inf for digital silence."""
+    if isinstance(pcm, bytes | bytearray | memoryview):
+        pcm = np.frombuffer(pcm, dtype="<i2")
     x = np.asarray(pcm, dtype=np.float64)
     if x.size == 0:
         return -math.inf
