@@ -394,6 +394,11 @@ async def run_loadtest(params: Params, console: Console, auth_token: str | None 
     path = write_json(report, out)
     png, why = write_png(report, out)
     print_summary(console, report.phases)
+    env = report.environment
+    console.print(
+        f"machine: {env.cpus} CPUs, load average {env.loadavg_start} at start, "
+        f"{env.loadavg_end} at end (other work on the machine skews every figure)"
+    )
     console.print(f"report: {path}")
     console.print(f"plot: {png}" if png else why or "")
     return report
