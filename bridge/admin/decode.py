@@ -8,12 +8,14 @@ does not fit.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
+from bridge.admin import models
 from bridge.errors import InputError
 
 T = TypeVar("T")
@@ -38,8 +40,25 @@ def field_of(err: msgspec.ValidationError) -> str:
     return ".".join(parts) or "body"
 
 
+# What a pattern means, for people: msgspec says "matching regex '^\\+[1-9]…'".
+_PATTERN_WORDS: Final = {
+    models.E164_PATTERN: "an E.164 number such as +14155550100",
+    models.AGENT_ID_PATTERN: "an agent id (letters, digits, _ and -)",
+    models.LANGUAGE_PATTERN: "a language code such as en or pt-br",
+    models.VARIABLE_PATTERN: "a variable name (letters, digits, _; not starting with a digit)",
+    models.TWILIO_NUMBER_SID_PATTERN: "a Twilio number SID (PN and 32 hex digits)",
+}
+_REGEX = re.compile(r"`str` matching regex ('(?:[^'\\]|\\.)*')")
+
+
 def _message(err: msgspec.ValidationError) -> str:
-    return _AT.sub("", str(err))
+    msg = _AT.sub("", str(err))
+    m = _REGEX.search(msg)
+    if m:
+        words = _PATTERN_WORDS.get(ast.literal_eval(m.group(1)))
+        if words:
+            msg = msg[: m.start()] + words + msg[m.end() :]
+    return msg
 
 
 def decode_body(raw: bytes, cls: type[T]) -> T:

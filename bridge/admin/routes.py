@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -313,6 +314,19 @@ def admin_app(
     )
 
 
+class _AdminMount(Mount):
+    """A Mount whose prefix match also spans newlines in the rest of the path.
+
+    Starlette's mount pattern is ``^/admin/(?P<path>.*)$``, and ``.`` stops at ``\n``,
+    so ``/admin/calls/a%0A/hangup`` would fall through to the main app's plain-text 404
+    instead of reaching the admin API's JSON errors.
+    """
+
+    def __init__(self, path: str, app: ASGIApp):
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+
 def admin_routes(
     service: Provisioning, token: str | None, extra_routes: list[BaseRoute] | None = None
 ) -> list[BaseRoute]:
@@ -326,4 +340,4 @@ def admin_routes(
         )
         return []
     log_event(logger, "admin.enabled", prefix=PREFIX)
-    return [Mount(PREFIX, app=admin_app(service, token, extra_routes))]
+    return [_AdminMount(PREFIX, admin_app(service, token, extra_routes))]

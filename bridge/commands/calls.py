@@ -1,17 +1,83 @@
-"""`bridge calls`: placeholder until its issue lands."""
+"""`bridge calls`: list and show call records, hang up a live call (via the admin API)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from typing import Any
 
-HELP = "calls (not implemented yet)"
+from bridge.cli_client import add_client_arguments, cell, fields, run_command, table, when
+
+HELP = "calls of a running bridge: records and live calls (admin API)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", help="call records, newest first")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--live", dest="live", action="store_const", const=True, help="in progress")
+    state.add_argument("--ended", dest="live", action="store_const", const=False, help="finished")
+    p.add_argument("--number", help="calls to or from this E.164 number")
+    p.add_argument("--agent", dest="agent_id", help="calls answered by this agent")
+    p.add_argument("--limit", type=int, default=50, help="page size (1-1000, default 50)")
+    p.add_argument("--cursor", help="next_cursor of the previous page")
+    add_client_arguments(p)
+
+    p = sub.add_parser("show", help="one call record")
+    p.add_argument("sid", help="call SID")
+    add_client_arguments(p)
+
+    p = sub.add_parser("hangup", help="end a live call")
+    p.add_argument("sid", help="call SID")
+    add_client_arguments(p)
+
+
+def _show_list(data: Any) -> None:
+    table(
+        "Calls",
+        ("call_sid", "status", "from", "to", "agent", "started", "duration_s", "end_reason"),
+        (
+            (
+                c["call_sid"],
+                c["status"],
+                c["from_number"],
+                c["to_number"],
+                c["agent_id"],
+                when(c["started_at"]),
+                cell(c["duration_s"]),
+                c["end_reason"],
+            )
+            for c in data["items"]
+        ),
+        ids=("call_sid",),
+    )
+    if data.get("next_cursor"):
+        print(f"more: --cursor {data['next_cursor']}")
+
+
+def _show_call(c: Any) -> None:
+    shown = dict(c)
+    for k in ("started_at", "answered_at", "ended_at"):
+        shown[k] = when(c.get(k))
+    fields(f"Call {c['call_sid']}", shown)
+
+
+def _show_hangup(data: Any) -> None:
+    print(f"Call {data['call_sid']}: {data['status'].replace('_', ' ')}.")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("bridge calls: not implemented yet", file=sys.stderr)
-    return 2
+    if args.action == "list":
+        filters = {
+            "live": args.live,
+            "number": args.number,
+            "agent_id": args.agent_id,
+            "limit": args.limit,
+            "cursor": args.cursor,
+        }
+        return run_command(args, lambda c: c.list_calls(**filters), _show_list)
+    if args.action == "show":
+        return run_command(args, lambda c: c.get_call(args.sid), _show_call)
+    if args.action == "hangup":
+        return run_command(args, lambda c: c.hangup(args.sid), _show_hangup)
+    raise AssertionError(args.action)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 
 from bridge.app import create_app
@@ -22,6 +23,9 @@ from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
 TOKEN = "admin-test-token-0123456789"
+NUMBER = "+15550001111"  # on the emulated Twilio account
+CALLER = "+15550002222"
+OLD_VOICE_URL = "https://old.example.com/voice"  # where NUMBER pointed before the bridge
 
 
 def free_port() -> int:
@@ -92,3 +96,13 @@ async def running_bridge(
     app = create_app(config)
     async with running_server(app, port=port) as server:
         yield BridgeUnderTest(server.http_url, token or "", app, config, port)
+
+
+@pytest.fixture
+async def bridge(
+    tmp_path: Path, platform_emulator: PlatformEmulator, twilio_emulator: TwilioEmulator
+) -> AsyncIterator[BridgeUnderTest]:
+    """A bridge on loopback; NUMBER is on the Twilio account, pointing at OLD_VOICE_URL."""
+    twilio_emulator.state.add_number(NUMBER, voice_url=OLD_VOICE_URL)
+    async with running_bridge(tmp_path, platform_emulator, twilio_emulator) as b:
+        yield b

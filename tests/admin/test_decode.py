@@ -57,6 +57,13 @@ def test_import_number_errors_name_the_field(raw: bytes, field: str, status: int
     assert err.problem  # says what was wrong
 
 
+def test_pattern_errors_are_said_in_words() -> None:
+    err = _fails(b'{"number": "4155550100"}', ImportNumber)
+    assert err.problem == "Expected an E.164 number such as +14155550100"
+    err = _fails(b'{"number": "+14155550100", "agent_id": "a b"}', ImportNumber)
+    assert err.problem == "Expected an agent id (letters, digits, _ and -)"
+
+
 def test_import_number_valid_body_decodes_with_defaults() -> None:
     req = decode_body(b'{"number": "+14155550100", "agent_id": "agent_1"}', ImportNumber)
     assert req.number == "+14155550100"

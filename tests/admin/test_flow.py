@@ -17,8 +17,7 @@ import httpx
 
 from bridge.emulator.platform.state import Fault
 from bridge.emulator.twilio.script import CallScript
-from tests.admin.conftest import CALLER, NUMBER, OLD_VOICE_URL
-from tests.admin.stack import running_bridge
+from tests.admin.stack import CALLER, NUMBER, OLD_VOICE_URL, running_bridge
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 

@@ -13,8 +13,7 @@ import pytest
 from bridge.emulator.platform.state import Fault
 from bridge.emulator.twilio.script import CallScript
 from bridge.store import CallRecord
-from tests.admin.conftest import CALLER, NUMBER
-from tests.admin.stack import BridgeUnderTest, running_bridge
+from tests.admin.stack import CALLER, NUMBER, BridgeUnderTest, running_bridge
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
@@ -298,3 +297,10 @@ async def test_chunked_body_over_the_limit_is_413(bridge: BridgeUnderTest) -> No
     async with bridge.client() as c:
         r = await c.post("/admin/agents", content=chunks())
     _error(r, 413, "body")
+
+
+async def test_odd_path_characters_still_get_json_errors(bridge: BridgeUnderTest) -> None:
+    # Starlette's mount pattern stops at "\n"; the admin mount must not (found by fuzzing).
+    async with bridge.client() as c:
+        _error(await c.post("/admin/calls/g%0A/hangup"), 404, "call_sid")
+        _error(await c.get("/admin/numbers/%0A"), 404, "id")

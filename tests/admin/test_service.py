@@ -11,8 +11,7 @@ import pytest
 from bridge.admin.service import Saga, platform_numbers
 from bridge.emulator.platform.state import Fault
 from bridge.errors import BridgeError, InputError, PartialFailure, StoreError
-from tests.admin.conftest import NUMBER, OLD_VOICE_URL
-from tests.admin.stack import BridgeUnderTest
+from tests.admin.stack import NUMBER, OLD_VOICE_URL, BridgeUnderTest
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
