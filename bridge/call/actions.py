@@ -121,13 +121,11 @@ class CallerDtmf:
 class EndStream:
     """Send what is queued to Twilio, then close the media stream.
 
-    ``disposition`` is what the call does next (see module docstring); ``hangup_rest``
-    asks for a Twilio REST ``Status=completed`` as well, when credentials exist.  (The
-    driver applies any other disposition over REST when it can: see ``bridge.call.driver``.)
+    ``disposition`` is what the call does next (see module docstring).  With Twilio
+    credentials the driver also applies it over REST (see ``bridge.call.driver``).
     """
 
     disposition: Disposition
-    hangup_rest: bool
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,6 @@ class CallDriver:
         self._registered = False
         self._recorded = False
         self._watcher: CallWatcher | None = None
-        self.result: Finished | None = None
 
     def _plan(self, params: Mapping[str, str]) -> CallPlan | None:
         return plan_for_stream(params, self.services.routing)
@@ -268,13 +267,12 @@ class CallDriver:
                     self._spawn(self._rest_redirect(disposition), "rest-redirect")
                 else:
                     self._may_close.set()
-                    if sid and rest is not None and action.hangup_rest:
+                    if sid and rest is not None:
                         self._spawn(self._rest_hangup(), "rest-hangup")
                 self._twilio_ready.set()
             case UpdateRecord(fields=fields):
                 self._record(fields)
             case Finished():
-                self.result = action
                 self._observe(action)
                 self._finished.set()
 

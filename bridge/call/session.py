@@ -80,7 +80,6 @@ from bridge.call.actions import (
     EndReason,
     EndStream,
     Finished,
-    Hangup,
     RunTool,
     StartTimer,
     Transfer,
@@ -124,7 +123,6 @@ class SessionSettings:
     max_twilio_queue_chars: int = 700_000
     max_agent_queue_chars: int = 1_500_000
     max_bad_twilio_frames: int = 50
-    rest_hangup: bool = False  # Twilio REST credentials are configured
 
     @classmethod
     def from_config(cls, cfg: Config) -> SessionSettings:
@@ -135,7 +133,6 @@ class SessionSettings:
             on_agent_failure=c.on_agent_failure,
             apology_text=c.apology_text,
             fallback_number=c.fallback_number,
-            rest_hangup=bool(cfg.twilio.account_sid and cfg.twilio.auth_token),
         )
 
 
@@ -617,8 +614,7 @@ class CallSession:
             self._agent = "closed"
             self._act(CloseAgent(NORMAL_CLOSE, "call ended"))
         if not self._caller_gone:
-            rest = self.settings.rest_hangup and isinstance(self.disposition, Hangup)
-            self._act(EndStream(self.disposition, rest))
+            self._act(EndStream(self.disposition))
         summary = self.summary()
         self._act(
             UpdateRecord(

@@ -287,15 +287,6 @@ def test_agent_close_waits_for_the_goodbye_to_be_heard(h: Harness) -> None:
     assert h.session.state is State.ENDED
 
 
-def test_rest_hangup_is_asked_for_only_when_configured() -> None:
-    for rest in (False, True):
-        h = make_harness(rest_hangup=rest)
-        h.active()
-        h.session.agent_closed(1000, "")
-        (end,) = _of(EndStream, h.take())
-        assert end.hangup_rest is rest
-
-
 def test_goodbye_wait_is_bounded(h: Harness) -> None:
     h.active()
     h.audio(b"\x11" * 800, event_id=1)
@@ -418,7 +409,6 @@ def test_agent_connect_failure_takes_the_configured_fallback(
     h.session.agent_closed(None, "signed URL request failed (HTTP 503)")
     (end,) = _of(EndStream, h.take())
     assert end.disposition == expected
-    assert end.hangup_rest is False  # no Twilio credentials in these settings
     done = _finished(h)
     assert done.reason is EndReason.AGENT_FAILED
     if isinstance(expected, Transfer):
