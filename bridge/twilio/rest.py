@@ -1,4 +1,5 @@
-"""The bridge's Twilio REST actions on a live call: hang up, or replace its TwiML.
+"""The bridge's Twilio REST actions: on a live call (hang up, replace its TwiML) and on
+the account's incoming numbers (find, fetch, point at the bridge).
 
 A thin adapter over the ``twilio`` package's async client (``AsyncTwilioHttpClient``),
 pointed at ``twilio.api_base_url`` (the real API, or the Twilio emulator in tests).
