@@ -101,7 +101,8 @@ def query_str(params: Mapping[str, str], name: str, pattern: str | None = None) 
     raw = params.get(name)
     if raw is None:
         return None
-    if pattern is not None and not re.fullmatch(pattern.strip("^$"), raw):
+    # fullmatch: unlike search, "$" cannot then let a trailing newline through.
+    if pattern is not None and not re.fullmatch(pattern, raw):
         raise InputError(name, f"has an invalid form: {raw!r}", status=400)
     return raw
 

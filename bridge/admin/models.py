@@ -57,10 +57,10 @@ TwilioNumberSid = Annotated[str, msgspec.Meta(pattern=TWILIO_NUMBER_SID_PATTERN)
 PhoneNumberId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
-def _check_e164(field: str, value: object) -> None:
-    # A JSON Schema pattern's "$" and Python's both let "\n" through at the end.
+def _check_trimmed(field: str, value: object) -> None:
+    # Python's "$" lets a trailing "\n" through the patterns above.
     if isinstance(value, str) and value != value.strip():
-        raise ValueError(f"`{field}` must be an E.164 number without surrounding whitespace")
+        raise ValueError(f"`{field}` must not have surrounding whitespace")
 
 
 def _check_variables(value: object) -> None:
@@ -71,11 +71,6 @@ def _check_variables(value: object) -> None:
                     f"`dynamic_variables` name {name!r} is reserved "
                     f"(names starting with {RESERVED_VARIABLE_PREFIX} belong to the platform)"
                 )
-
-
-def _check_languageish(field: str, value: object) -> None:
-    if isinstance(value, str) and value != value.strip():
-        raise ValueError(f"`{field}` must not have surrounding whitespace")
 
 
 class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -101,9 +96,9 @@ class ImportNumber(_Request):
     fallback_number: E164 | None = None
 
     def __post_init__(self) -> None:
-        _check_e164("number", self.number)
-        _check_e164("fallback_number", self.fallback_number)
-        _check_languageish("language", self.language)
+        _check_trimmed("number", self.number)
+        _check_trimmed("fallback_number", self.fallback_number)
+        _check_trimmed("language", self.language)
         _check_variables(self.dynamic_variables)
 
 
@@ -121,8 +116,8 @@ class UpdateNumber(_Request):
     fallback_number: E164 | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
-        _check_e164("fallback_number", self.fallback_number)
-        _check_languageish("language", self.language)
+        _check_trimmed("fallback_number", self.fallback_number)
+        _check_trimmed("language", self.language)
         _check_variables(self.dynamic_variables)
 
     def changes(self) -> dict[str, Any]:
@@ -175,7 +170,7 @@ class CreateAgent(_Request):
     voice_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
 
     def __post_init__(self) -> None:
-        _check_languageish("language", self.language)
+        _check_trimmed("language", self.language)
         if not self.name.strip():
             raise ValueError("`name` must not be blank")
         if not self.prompt.strip():

@@ -37,29 +37,25 @@ async def _agent(c: httpx.AsyncClient, name: str = "Support") -> str:
 # ---------------------------------------------------------------------------- auth
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
+async def test_requests_without_the_token_get_401(bridge: BridgeUnderTest) -> None:
+    for headers in (
         {},
         {"authorization": "Bearer wrong-token"},
         {"authorization": "Basic YWRtaW46YWRtaW4="},
         {"authorization": "Bearer"},
-        {"authorization": "bearer admin-test-token-012345678"},  # a prefix of the token
-    ],
-)
-async def test_requests_without_the_token_get_401(
-    bridge: BridgeUnderTest, headers: dict[str, str]
-) -> None:
-    async with httpx.AsyncClient(base_url=bridge.url, headers=headers) as c:
-        for method, path in (
-            ("GET", "/admin/numbers"),
-            ("POST", "/admin/numbers"),
-            ("GET", "/admin/openapi.json"),
-            ("POST", "/admin/calls/CA1/hangup"),
-        ):
-            r = await c.request(method, path)
-            _error(r, 401, "authorization")
-            assert r.headers["www-authenticate"].startswith("Bearer")
+        {"authorization": f"Bearer {bridge.token[:-1]}"},  # a prefix of the token
+        {"authorization": f"Bearer {bridge.token}x"},
+    ):
+        async with httpx.AsyncClient(base_url=bridge.url, headers=headers) as c:
+            for method, path in (
+                ("GET", "/admin/numbers"),
+                ("POST", "/admin/numbers"),
+                ("GET", "/admin/openapi.json"),
+                ("POST", "/admin/calls/CA1/hangup"),
+            ):
+                r = await c.request(method, path)
+                _error(r, 401, "authorization")
+                assert r.headers["www-authenticate"].startswith("Bearer")
 
 
 async def test_token_is_accepted_case_insensitive_scheme(bridge: BridgeUnderTest) -> None:

@@ -73,9 +73,8 @@ async def test_import_without_twilio(cli: Cli, twilio_emulator: TwilioEmulator) 
     assert twilio_emulator.state.find_number(NUMBER).voice_url == OLD_VOICE_URL  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(
-    ("argv", "field", "status"),
-    [
+async def test_errors_are_one_line_naming_the_field(cli: Cli) -> None:
+    for argv, field, status in (
         (("numbers", "import", "4155550100"), "number", 422),
         (("numbers", "import", NUMBER, "--agent", "agent_missing"), "agent_id", 422),
         (("numbers", "import", NUMBER, "--fallback", "12"), "fallback_number", 422),
@@ -83,16 +82,12 @@ async def test_import_without_twilio(cli: Cli, twilio_emulator: TwilioEmulator) 
         (("numbers", "assign", "+15550009999", "agent_x"), "id", 404),
         (("numbers", "update", "+15550009999", "--language", "en"), "id", 404),
         (("numbers", "delete", "+15550009999"), "id", 404),
-    ],
-)
-async def test_errors_are_one_line_naming_the_field(
-    cli: Cli, argv: tuple[str, ...], field: str, status: int
-) -> None:
-    rc, out, err = await cli(*argv)
-    assert rc == 1 and out == ""
-    assert err.count("\n") == 1, err
-    assert err.startswith(f"bridge numbers: error: {field}: "), err
-    assert f"(HTTP {status})" in err
+    ):
+        rc, out, err = await cli(*argv)
+        assert rc == 1 and out == "", argv
+        assert err.count("\n") == 1, err
+        assert err.startswith(f"bridge numbers: error: {field}: "), err
+        assert f"(HTTP {status})" in err, err
 
 
 async def test_error_line_is_readable(cli: Cli) -> None:
