@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -100,6 +101,8 @@ async def test_caller_hangup_closes_the_agent_socket_within_a_second(e2e: E2E) -
     assert record.ended_at_unix is not None
     assert record.ended_at_unix - hung_up_unix < 1.0
     assert len(e2e.app.state.calls) == 0  # nothing of the call is left in the bridge
+    call_tasks = {"agent", "agent-writer", "agent-close", "twilio-reader", "twilio-writer"}
+    assert not [t for t in asyncio.all_tasks() if t.get_name() in call_tasks]
     assert e2e.call_record_reason(res.call_sid) == "caller_hangup"
 
 
