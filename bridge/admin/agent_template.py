@@ -6,7 +6,8 @@ What makes an agent fit for a phone line behind this bridge:
   through unchanged (no resampling, no transcoding, lowest latency);
 * the platform's ``end_call`` system tool enabled, so the agent can hang up (the bridge
   sees a normal close and ends the phone call after the goodbye has played);
-* the bridge's client tools declared (the bridge runs them when the agent calls them);
+* the bridge's client tools declared (``transfer_call``, ``send_dtmf``: the bridge runs
+  them when the agent calls them);
 * ``first_message`` and ``language`` overridable, since numbers carry bridge-side
   overrides of both that the bridge sends in ``conversation_initiation_client_data``.
 """
@@ -30,15 +31,16 @@ from bridge.platform.agents import (
     PromptConfig,
     TtsConfig,
 )
+from bridge.telephony.tools import DTMF_TOOL, TRANSFER_TOOL
 
 TELEPHONY_FORMAT: Final = "ulaw_8000"
 TELEPHONY_TAG: Final = "telephony-bridge"
 
-# Client tools the bridge executes (their handlers: bridge/call/tools.py and the
-# telephony features).  Parameter schemas follow the platform's client-tool format.
+# Client tools the bridge executes (handlers: bridge/telephony/tools.py; end_call is the
+# platform's system tool instead).  Parameter schemas in the platform's client-tool format.
 BRIDGE_CLIENT_TOOLS: Final[tuple[ClientToolConfig, ...]] = (
     ClientToolConfig(
-        name="transfer_call",
+        name=TRANSFER_TOOL,
         description=(
             "Transfer the caller to a phone number or SIP address. Use only when the caller "
             "asks for a person or a department you were told to transfer to."
@@ -74,6 +76,25 @@ BRIDGE_CLIENT_TOOLS: Final[tuple[ClientToolConfig, ...]] = (
                     "type": "string",
                     "description": "Keys to press: 0-9, *, #, and w for a 0.5 s pause, e.g. 1w23#",
                 },
+            },
+            "required": ["digits"],
+        },
+        expects_response=True,
+        response_timeout_secs=20,
+    ),
+    ClientToolConfig(
+        name=DTMF_TOOL,
+        description=(
+            "Press keys on the phone keypad (e.g. to navigate a phone menu): the caller's "
+            "line hears the tones."
+        ),
+        parameters={
+            "type": "object",
+            "properties": {
+                "digits": {
+                    "type": "string",
+                    "description": "Keys to press: 0-9, *, #, A-D; w is a half-second pause",
+                }
             },
             "required": ["digits"],
         },

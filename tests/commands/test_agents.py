@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from bridge.call.tools import ToolRegistry
+from bridge.config import TelephonyConfig
+from bridge.telephony.tools import TelephonyTools
 from tests.commands.conftest import Cli
 from tests.fixtures.platform_emulator import PlatformEmulator
 
@@ -34,7 +37,12 @@ async def test_create_makes_a_telephony_ready_agent(
     prompt = cc.agent.prompt
     assert prompt.prompt == "You answer the phone."
     assert prompt.built_in_tools["end_call"]["params"]["system_tool_type"] == "end_call"
-    assert [t.name for t in prompt.tools] == ["transfer_call"]
+    tools = {t.name: t for t in prompt.tools}
+    assert set(tools) == {"transfer_call", "send_dtmf"}
+    assert tools["send_dtmf"].parameters["required"] == ["digits"]
+    # Every declared tool has a handler in the bridge's tool registry.
+    registry = TelephonyTools(TelephonyConfig()).register(ToolRegistry())
+    assert set(tools) <= registry.names
     allowed = agent.platform_settings.overrides.conversation_config_override.agent
     assert (allowed.first_message, allowed.language) == (True, True)
     assert "telephony-bridge" in agent.tags
