@@ -116,6 +116,9 @@ class AdminClient:
     def hangup(self, call_sid: str) -> Any:
         return self.request("POST", f"/calls/{_seg(call_sid)}/hangup")
 
+    def place_call(self, body: dict[str, Any]) -> Any:
+        return self.request("POST", "/calls", body=body)
+
 
 def _seg(value: str) -> str:
     from urllib.parse import quote

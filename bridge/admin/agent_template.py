@@ -64,25 +64,6 @@ BRIDGE_CLIENT_TOOLS: Final[tuple[ClientToolConfig, ...]] = (
         response_timeout_secs=20,
     ),
     ClientToolConfig(
-        name="send_dtmf",
-        description=(
-            "Press keys on the phone keypad, e.g. to pick a menu option or dial an "
-            "extension on a phone system you reached. Use w for a half-second pause."
-        ),
-        parameters={
-            "type": "object",
-            "properties": {
-                "digits": {
-                    "type": "string",
-                    "description": "Keys to press: 0-9, *, #, and w for a 0.5 s pause, e.g. 1w23#",
-                },
-            },
-            "required": ["digits"],
-        },
-        expects_response=True,
-        response_timeout_secs=20,
-    ),
-    ClientToolConfig(
         name=DTMF_TOOL,
         description=(
             "Press keys on the phone keypad (e.g. to navigate a phone menu): the caller's "

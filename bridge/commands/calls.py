@@ -1,4 +1,5 @@
-"""`bridge calls`: list and show call records, hang up a live call (via the admin API)."""
+"""`bridge calls`: list and show call records, hang up a live call, place an outbound call
+(via the admin API)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from typing import Any
 
 from bridge.cli_client import add_client_arguments, cell, fields, run_command, table, when
+from bridge.errors import InputError
 
 HELP = "calls of a running bridge: records and live calls (admin API)"
 
@@ -29,6 +31,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("hangup", help="end a live call")
     p.add_argument("sid", help="call SID")
+    add_client_arguments(p)
+
+    # Outbound calls are the telephony features' (bridge/telephony/dialer.py).
+    p = sub.add_parser("dial", help="place an outbound call bridged to an agent")
+    p.add_argument("to", help="E.164 number to call")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from", dest="from_", metavar="NUMBER", help="one of our numbers")
+    src.add_argument("--phone-number-id", help="one of our numbers, by platform id")
+    p.add_argument("--agent", dest="agent_id", help="agent (default: the number's agent)")
+    p.add_argument("--first-message", help="the agent's opening line for this call")
+    p.add_argument(
+        "--var",
+        dest="variables",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="dynamic variable for the agent (repeatable)",
+    )
+    p.add_argument(
+        "--machine-detection",
+        choices=("Enable", "DetectMessageEnd"),
+        help="answering-machine detection (acted on per telephony.voicemail_action)",
+    )
+    p.add_argument("--ring-timeout", type=int, help="seconds to let it ring (5-600)")
     add_client_arguments(p)
 
 
@@ -66,6 +92,33 @@ def _show_hangup(data: Any) -> None:
     print(f"Call {data['call_sid']}: {data['status'].replace('_', ' ')}.")
 
 
+def _dial_body(args: argparse.Namespace) -> dict[str, Any]:
+    variables: dict[str, str] = {}
+    for item in args.variables:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise InputError("--var", f"expected NAME=VALUE, got {item!r}")
+        variables[name] = value
+    body = {
+        "to": args.to,
+        "from": args.from_,
+        "phone_number_id": args.phone_number_id,
+        "agent_id": args.agent_id,
+        "first_message": args.first_message,
+        "dynamic_variables": variables or None,
+        "machine_detection": args.machine_detection,
+        "ring_timeout": args.ring_timeout,
+    }
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _show_dialed(data: Any) -> None:
+    print(
+        f"Call {data['call_sid']}: {data['status']}, {data['from']} -> {data['to']} "
+        f"(agent {data['agent_id']})."
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         filters = {
@@ -80,4 +133,7 @@ def run(args: argparse.Namespace) -> int:
         return run_command(args, lambda c: c.get_call(args.sid), _show_call)
     if args.action == "hangup":
         return run_command(args, lambda c: c.hangup(args.sid), _show_hangup)
+    if args.action == "dial":
+        body = _dial_body(args)
+        return run_command(args, lambda c: c.place_call(body), _show_dialed)
     raise AssertionError(args.action)

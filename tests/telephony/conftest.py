@@ -144,6 +144,7 @@ async def running_phone(
             "TWILIO_AUTH_TOKEN": twilio.auth_token,
             "TWILIO_API_BASE_URL": twilio.http_url,
             "ELEVENLABS_BASE_URL": platform.http_url,
+            "ELEVENLABS_API_KEY": platform.api_key,
             "BRIDGE_DB": ":memory:",
             "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
         }

@@ -174,7 +174,7 @@ def test_streaming_reports_the_onset_time() -> None:
     assert found[1].at_s == pytest.approx(0.5, abs=BLOCK / RATE)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     digits=st.text(alphabet=KEYS, min_size=1, max_size=8),
     lead_ms=st.integers(0, 200),

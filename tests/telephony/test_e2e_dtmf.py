@@ -103,7 +103,7 @@ async def test_send_dtmf_digits_are_recovered_from_what_the_caller_heard(
             input_format="ulaw_8000",
             output_format="ulaw_8000",
         )
-        res = await p.call(agent, CallScript.of(Pause(10.0), HangUp(), max_duration_s=30))
+        res = await p.call(agent, CallScript.of(Pause(7.0), HangUp(), max_duration_s=30))
         stream = res.stream
         assert stream is not None
         heard = np.frombuffer(ulaw_decode(stream.heard_audio()), dtype="<i2")

@@ -76,12 +76,14 @@ async def test_silence_timeout_ends_a_silent_call(
 async def test_silence_timeout_counts_from_the_callers_last_sound(
     platform_emulator: PlatformEmulator, twilio_emulator: TwilioEmulator
 ) -> None:
-    async with running_phone(platform_emulator, twilio_emulator, silence_timeout_s=1.0) as p:
+    async with running_phone(platform_emulator, twilio_emulator, silence_timeout_s=0.5) as p:
         agent = _silent_agent(p)
-        # 10 s of talking (2.5 s of wall time at 4x): longer than the timeout, but not silence.
+        # 10 s of talking (1 s of wall time at 10x): longer than the timeout, but not silence.
         talk = ulaw_encode(signals.to_pcm16(signals.tone(300.0, 10.0, 8000, -20.0)))
         res = await p.call(
-            agent, CallScript.of(Pause(0.5), Talk(talk, "talk"), Pause(60.0), max_duration_s=120)
+            agent,
+            CallScript.of(Pause(0.5), Talk(talk, "talk"), Pause(60.0), max_duration_s=120),
+            speed=10.0,
         )
         talk_end = next(e.t for e in res.script_events if e.kind == "talk-end")
         stream = res.stream
@@ -91,8 +93,8 @@ async def test_silence_timeout_counts_from_the_callers_last_sound(
 
 
 async def _hold_a_call(p: Phone, agent: str, number: str) -> asyncio.Task[CallResult]:
-    """A call that stays on the line (~2 s of wall time); returns once it is live."""
-    task = asyncio.create_task(p.call(agent, CallScript.of(Pause(8.0), HangUp()), to=number))
+    """A call that stays on the line (~1 s of wall time); returns once it is live."""
+    task = asyncio.create_task(p.call(agent, CallScript.of(Pause(4.0), HangUp()), to=number))
     deadline = time.monotonic() + 5
     while len(p.app.state.calls) == 0:
         assert time.monotonic() < deadline, "first call never went live"
