@@ -4,7 +4,8 @@
 services with :meth:`Telephony.install`:
 
 * the client tools ``transfer_call`` / ``send_dtmf`` go into the tool registry;
-* :class:`CapacityAdmission` wraps the webhook's admission (concurrency caps);
+* :class:`~bridge.telephony.capacity.CapacityAdmission` wraps the webhook's admission
+  (concurrency caps);
 * ``on_keypad`` gets the caller's keypad digits;
 * ``watch`` makes a :class:`CallFeatures` for every call whose stream has started.
 
@@ -28,12 +29,10 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from bridge.audio.g711 import ulaw_decode
 from bridge.call.actions import HANGUP, Apology, EndReason
-from bridge.call.admission import Admission, AdmitAll, Refusal
 from bridge.call.registry import LiveCalls
 from bridge.call.services import CallServices
 from bridge.call.tools import CallControl
@@ -43,6 +42,7 @@ from bridge.errors import BridgeError, InputError
 from bridge.log import log_event
 from bridge.store import Store
 from bridge.telephony import voicemail
+from bridge.telephony.capacity import CapacityAdmission
 from bridge.telephony.dtmf_in import KeypadCollector, KeypadMessage, KeypadPolicy
 from bridge.telephony.limits import (
     DurationLimit,
@@ -57,99 +57,6 @@ logger = logging.getLogger("bridge.telephony")
 
 _MAX_PENDING = 10_000
 Clock = Callable[[], float]
-
-
-# --------------------------------------------------------------------------- admission
-
-
-@dataclass
-class _Hold:
-    number: str
-    at: float
-    ttl_s: float
-    call_sid: str | None
-
-
-class CapacityAdmission:
-    """Global and per-number caps on calls at once, as the webhook's admission.
-
-    A call counts from the moment it is admitted: live calls (streams running, from
-    :class:`~bridge.call.registry.LiveCalls`) plus *holds*: calls the webhook admitted
-    or the dialer placed whose stream has not started yet.  A hold ends when the stream
-    starts (:meth:`started`), when an outbound call ends unanswered (:meth:`release`),
-    or after its time to live (the caller hung up while it was ringing).  The
-    ``inner`` admission (e.g. draining) is asked first.
-    """
-
-    def __init__(
-        self,
-        cfg: TelephonyConfig,
-        calls: LiveCalls,
-        inner: Admission | None = None,
-        *,
-        clock: Clock = time.monotonic,
-        hold_ttl_s: float = 15.0,
-    ):
-        self.cfg = cfg
-        self.calls = calls
-        self.inner = inner or AdmitAll()
-        self.clock = clock
-        self.hold_ttl_s = hold_ttl_s
-        self._holds: list[_Hold] = []
-
-    def _expire(self, now: float) -> None:
-        self._holds = [h for h in self._holds if now - h.at < h.ttl_s]
-
-    def count(self, number: str | None = None) -> int:
-        self._expire(self.clock())
-        if number is None:
-            return len(self.calls) + len(self._holds)
-        held = sum(1 for h in self._holds if h.number == number)
-        return self.calls.count_for(number) + held
-
-    def refusal(self, number: str) -> Refusal | None:
-        """Why a new call on ``number`` would exceed a cap (None: it fits)."""
-        cfg = self.cfg
-        scope = None
-        if cfg.max_concurrent_calls and self.count() >= cfg.max_concurrent_calls:
-            scope = f"global cap {cfg.max_concurrent_calls}"
-        elif cfg.max_concurrent_calls_per_number and (
-            self.count(number) >= cfg.max_concurrent_calls_per_number
-        ):
-            scope = f"cap {cfg.max_concurrent_calls_per_number} on {number}"
-        if scope is None:
-            return None
-        log_event(logger, "telephony.over_capacity", logging.WARNING, number=number, cap=scope)
-        if cfg.over_capacity == "message":
-            return Refusal("over_capacity", message=cfg.over_capacity_message)
-        return Refusal("over_capacity", reject_reason="busy")
-
-    def check(self, to_number: str) -> Refusal | None:
-        refused = self.inner.check(to_number)
-        if refused is not None:
-            return refused
-        refused = self.refusal(to_number)
-        if refused is None:
-            self._holds.append(_Hold(to_number, self.clock(), self.hold_ttl_s, None))
-        return refused
-
-    def hold(self, number: str, call_sid: str, ttl_s: float) -> None:
-        """An outbound call was placed: it counts while it rings."""
-        self._holds.append(_Hold(number, self.clock(), ttl_s, call_sid))
-
-    def started(self, number: str, call_sid: str) -> None:
-        """A stream started: its hold (by SID, else the oldest on the number) ends."""
-        for i, h in enumerate(self._holds):
-            if h.call_sid == call_sid:
-                del self._holds[i]
-                return
-        for i, h in enumerate(self._holds):
-            if h.call_sid is None and h.number == number:
-                del self._holds[i]
-                return
-
-    def release(self, call_sid: str) -> None:
-        self._holds = [h for h in self._holds if h.call_sid != call_sid]
 
 
 # --------------------------------------------------------------------------- per call

@@ -6,10 +6,8 @@
   ``silence_threshold_dbfs`` for ``silence_timeout_s``.  Twilio sends media frames even
   when the caller says nothing (line noise or digital silence), so "no frames" is not
   the signal: the energy in them is.
-* :class:`Admission`: per-number and global caps on calls at once.  The voice webhook
-  asks before answering with a stream; past a cap the caller gets
-  :func:`over_capacity_twiml`: a busy signal (``<Reject reason="busy">``: the caller is
-  not billed and the carrier plays busy) or a short message and a hang-up.
+
+Concurrency caps are :class:`bridge.telephony.capacity.CapacityAdmission`.
 
 Each watcher exposes ``deadline()`` (when its driver should next call ``poll``, or
 None) and ``poll(now)`` (what happened), so one timer per call can serve all of them.
@@ -23,7 +21,6 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from twilio.twiml.voice_response import VoiceResponse
 
 LimitName = Literal["max_duration", "silence"]
 
@@ -131,80 +128,3 @@ class SilenceWatch:
             return []
         self._ended = True
         return [LimitReached("silence", now - self.last_voice)]
-
-
-# --------------------------------------------------------------------------- admission
-
-
-@dataclass(frozen=True)
-class Admitted:
-    call_sid: str
-    number: str | None
-
-
-@dataclass(frozen=True)
-class Refused:
-    scope: Literal["global", "number"]
-    limit: int
-    number: str | None
-
-    @property
-    def reason(self) -> str:
-        if self.scope == "global":
-            return f"{self.limit} concurrent calls in total (max_concurrent_calls)"
-        return f"{self.limit} concurrent calls on {self.number} (max_concurrent_calls_per_number)"
-
-
-class Admission:
-    """Who is on the line now.  ``number`` is always *our* number (To inbound, From out).
-
-    ``admit`` is idempotent per call SID (Twilio retries webhooks; an outbound call is
-    admitted when placed and again when its stream arrives), and ``release`` of an
-    unknown SID is a no-op, so every end path may call it.  A cap of 0 means no cap.
-    """
-
-    def __init__(self, max_global: int = 0, max_per_number: int = 0):
-        self.max_global = max_global
-        self.max_per_number = max_per_number
-        self._calls: dict[str, tuple[str | None, float]] = {}
-
-    def admit(self, call_sid: str, number: str | None, now: float = 0.0) -> Admitted | Refused:
-        if call_sid in self._calls:
-            return Admitted(call_sid, self._calls[call_sid][0])
-        if self.max_global and len(self._calls) >= self.max_global:
-            return Refused("global", self.max_global, number)
-        if self.max_per_number and number is not None:
-            on_number = sum(1 for n, _ in self._calls.values() if n == number)
-            if on_number >= self.max_per_number:
-                return Refused("number", self.max_per_number, number)
-        self._calls[call_sid] = (number, now)
-        return Admitted(call_sid, number)
-
-    def release(self, call_sid: str) -> bool:
-        return self._calls.pop(call_sid, None) is not None
-
-    def active(self, number: str | None = None) -> int:
-        if number is None:
-            return len(self._calls)
-        return sum(1 for n, _ in self._calls.values() if n == number)
-
-    def expire(self, now: float, max_age_s: float) -> list[str]:
-        """Forget calls admitted longer ago than ``max_age_s`` (a missed release)."""
-        old = [sid for sid, (_, at) in self._calls.items() if now - at > max_age_s]
-        for sid in old:
-            del self._calls[sid]
-        return old
-
-    def __contains__(self, call_sid: object) -> bool:
-        return call_sid in self._calls
-
-
-def over_capacity_twiml(mode: Literal["reject", "message"], message: str) -> str:
-    """What a caller over a cap gets: a busy signal, or ``message`` then a hang-up."""
-    r = VoiceResponse()
-    if mode == "reject":
-        r.reject(reason="busy")
-    else:
-        r.say(message)
-        r.hangup()
-    return str(r)

@@ -24,8 +24,6 @@ import typing
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from twilio.twiml.voice_response import VoiceResponse
-
 AnsweredBy = Literal[
     "human",
     "unknown",
@@ -59,13 +57,9 @@ class NotifyAgent:
 
 @dataclass(frozen=True)
 class PlayMessage:
-    text: str
+    """Say ``text`` (the call's next TwiML, after the stream), then hang up."""
 
-    def twiml(self) -> str:
-        r = VoiceResponse()
-        r.say(self.text)
-        r.hangup()
-        return str(r)
+    text: str
 
 
 Decision = Proceed | HangUp | NotifyAgent | PlayMessage

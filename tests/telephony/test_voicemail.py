@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.emulator.twilio.twiml import Hangup, Say, parse_twiml
 from bridge.telephony.voicemail import (
     ANSWERED_BY,
     HangUp,
@@ -36,12 +35,6 @@ def test_each_policy_on_a_machine(answered_by: str) -> None:
     assert "answering machine" in note.text
     # Only a verdict at the start of the greeting asks the agent to wait for the beep.
     assert ("Wait for the beep" in note.text) == (answered_by == "machine_start")
-
-
-def test_play_message_twiml_says_then_hangs_up() -> None:
-    doc = parse_twiml(PlayMessage("Hello & goodbye <3").twiml())
-    assert doc.verbs[0] == Say("Hello & goodbye <3")
-    assert isinstance(doc.verbs[1], Hangup)
 
 
 def test_the_known_results_are_twilios() -> None:
