@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 from bridge.platform.common import ListResponseMeta, ResourceAccessInfo
@@ -11,6 +13,8 @@ DEFAULT_PAGE_SIZE = 30
 
 
 class TestInvocationSummary(msgspec.Struct, kw_only=True):
+    __test__: ClassVar[bool] = False  # not a pytest test class, despite the name
+
     id: str
     created_at_unix_secs: int
     test_run_count: int
@@ -24,6 +28,8 @@ class TestInvocationSummary(msgspec.Struct, kw_only=True):
 
 
 class TestInvocationsPage(msgspec.Struct, kw_only=True):
+    __test__: ClassVar[bool] = False
+
     results: list[TestInvocationSummary]
     has_more: bool
     next_cursor: str | None = None

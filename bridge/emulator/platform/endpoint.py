@@ -19,7 +19,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bridge.emulator.platform.problems import body_for, input_error_from_msgspec
+from bridge.emulator.platform.problems import MISSING, body_for, input_error_from_msgspec
 from bridge.emulator.platform.state import PlatformState
 from bridge.errors import InputError
 from bridge.log import log_event
@@ -89,7 +89,7 @@ async def decode_body(request: Request, cls: type[T]) -> T:
     """The JSON body as ``cls``; a missing, malformed or mistyped body is a 422."""
     raw = await request.body()
     if not raw.strip():
-        raise InputError("body", "Field required")
+        raise InputError("body", MISSING)
     try:
         return msgspec.json.decode(raw, type=cls)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
@@ -101,7 +101,12 @@ async def decode_object(request: Request) -> dict[str, Any]:
     return await decode_body(request, dict[str, Any])
 
 
-def convert_body(data: dict[str, Any], cls: type[T]) -> T:
+def convert_body(data: dict[str, Any], cls: type[T], *, required: tuple[str, ...] = ()) -> T:
+    """A decoded JSON object as ``cls``.  ``required`` names fields the schema requires that
+    msgspec would default (a tagged struct's tag, e.g. a secret request's ``type``)."""
+    for name in required:
+        if name not in data:
+            raise InputError(f"body.{name}", MISSING)
     try:
         return msgspec.convert(data, cls)
     except msgspec.ValidationError as e:
@@ -121,5 +126,5 @@ def query_int(request: Request, name: str) -> int | None:
 def required_query(request: Request, name: str) -> str:
     value = request.query_params.get(name)
     if not value:
-        raise InputError(f"query.{name}", "Field required")
+        raise InputError(f"query.{name}", MISSING)
     return value

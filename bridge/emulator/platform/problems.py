@@ -26,6 +26,8 @@ from bridge.platform.common import (
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _FIELD = re.compile(r"`(?P<name>[^`]+)`")
 _PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+MISSING = "Field required"
+EXTRA = "Extra inputs are not permitted"
 
 
 def _path_parts(path: str) -> list[str | int]:
@@ -41,26 +43,27 @@ def msgspec_items(
     m = _AT.match(str(error))
     assert m is not None  # the pattern matches any string
     msg, loc = m["msg"], [*prefix, *_path_parts(m["path"] or "")]
+    field = _FIELD.search(msg)
     if msg.startswith("Object missing required field"):
-        field = _FIELD.search(msg)
-        return [
-            ValidationErrorItem(
-                loc=[*loc, field["name"]] if field else loc, msg="Field required", type="missing"
-            )
-        ]
-    if msg.startswith("Object contains unknown field"):
-        field = _FIELD.search(msg)
-        return [
-            ValidationErrorItem(
-                loc=[*loc, field["name"]] if field else loc,
-                msg="Extra inputs are not permitted",
-                type="extra_forbidden",
-            )
-        ]
-    kind = "enum" if msg.startswith("Invalid enum value") else "value_error"
+        msg, loc = MISSING, [*loc, field["name"]] if field else loc
+    elif msg.startswith("Object contains unknown field"):
+        msg, loc = EXTRA, [*loc, field["name"]] if field else loc
+    return [ValidationErrorItem(loc=loc, msg=msg, type=error_type(msg))]
+
+
+def error_type(msg: str) -> str:
+    """The FastAPI/pydantic error ``type`` for one of our validation messages."""
+    if msg == MISSING:
+        return "missing"
+    if msg == EXTRA:
+        return "extra_forbidden"
+    if msg.startswith("JSON is malformed"):
+        return "json_invalid"
+    if msg.startswith("Invalid enum value"):
+        return "enum"
     if msg.startswith("Expected `"):
-        kind = "type_error"
-    return [ValidationErrorItem(loc=loc, msg=msg, type=kind)]
+        return "type_error"
+    return "value_error"
 
 
 def input_error_from_msgspec(
@@ -86,9 +89,8 @@ def error_code(status: int, field: str) -> str:
 def body_for(error: InputError) -> ValidationErrorBody | ErrorBody:
     if error.status == 422:
         loc: list[str | int] = [int(p) if p.isdigit() else p for p in error.field.split(".")]
-        kind = "missing" if error.problem == "Field required" else "value_error"
         return ValidationErrorBody(
-            detail=[ValidationErrorItem(loc=loc, msg=error.problem, type=kind)]
+            detail=[ValidationErrorItem(loc=loc, msg=error.problem, type=error_type(error.problem))]
         )
     return ErrorBody(
         detail=ErrorDetail(status=error_code(error.status, error.field), message=error.problem)

@@ -18,6 +18,7 @@ from bridge.emulator.platform.endpoint import (
     query_int,
     required_query,
 )
+from bridge.emulator.platform.problems import MISSING
 from bridge.emulator.platform.state import PlatformState
 from bridge.errors import InputError
 from bridge.platform.agents import (
@@ -139,7 +140,7 @@ class PlatformApi:
         async with request.form() as form:
             upload = form.get("avatar_file")
             if not isinstance(upload, UploadFile):
-                raise InputError("body.avatar_file", "Field required")
+                raise InputError("body.avatar_file", MISSING)
             data = await upload.read()
             content_type = upload.content_type or "application/octet-stream"
         url = f"{str(request.base_url).rstrip('/')}/emulator/avatars/{quote(agent_id, safe='')}"
@@ -165,10 +166,12 @@ class PlatformApi:
         return SecretsList(secrets=self.state.list_secrets())
 
     async def create_secret(self, request: Request) -> Any:
-        return self.state.create_secret(await decode_body(request, CreateSecretRequest))
+        body = convert_body(await decode_object(request), CreateSecretRequest, required=("type",))
+        return self.state.create_secret(body)
 
     async def update_secret(self, request: Request) -> Any:
-        body = await decode_body(request, UpdateSecretRequest)
+        data = await decode_object(request)
+        body = convert_body(data, UpdateSecretRequest, required=("type",))
         return self.state.update_secret(request.path_params["secret_id"], body)
 
     # ----------------------------------------------------------------- test invocations
