@@ -16,11 +16,14 @@ None) and ``poll(now)`` (what happened), so one timer per call can serve all of 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from bridge.audio._audioop import audioop
 
 LimitName = Literal["max_duration", "silence"]
 
@@ -86,17 +89,22 @@ class DurationLimit:
 
 
 FULL_SCALE: Final = 32768.0
+_BIG_ENDIAN: Final = sys.byteorder == "big"
 
 
 def level_dbfs(pcm: npt.ArrayLike | bytes) -> float:
     """RMS level of 16-bit samples (an array, or little-endian PCM bytes) relative to
-    full scale; -inf for digital silence."""
-    if isinstance(pcm, bytes | bytearray | memoryview):
-        pcm = np.frombuffer(pcm, dtype="<i2")
-    x = np.asarray(pcm, dtype=np.float64)
-    if x.size == 0:
-        return -math.inf
-    rms = float(np.sqrt(np.mean(x * x)))
+    full scale; -inf for digital silence.
+
+    Bytes take audioop's C ``rms`` (the per-frame hot path: ~1 µs instead of numpy's ~10).
+    """
+    if isinstance(pcm, bytes):
+        if _BIG_ENDIAN:
+            pcm = audioop.byteswap(pcm, 2)
+        rms = float(audioop.rms(pcm, 2)) if len(pcm) >= 2 else 0.0
+    else:
+        x = np.asarray(pcm, dtype=np.float64)
+        rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
     return -math.inf if rms == 0 else 20 * math.log10(rms / FULL_SCALE)
 
 
