@@ -13,16 +13,13 @@ behaviour for an agent (see ``docs/emulator.md``) and is ignored by anything els
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from bridge.platform.common import AudioFormatName, ResourceAccessInfo
+from bridge.platform.common import AudioFormatName, JsonObject, ResourceAccessInfo
 from bridge.platform.phone_numbers import PhoneNumber
-
-JsonObject = dict[str, Any]
-DynamicValue = str | int | float | bool
 
 
 class AsrConfig(msgspec.Struct, kw_only=True, omit_defaults=True):

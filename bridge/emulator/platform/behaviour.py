@@ -87,6 +87,11 @@ class CloseStep(_Step, tag="close"):
     code: Annotated[int, msgspec.Meta(ge=1000, le=4999)] = 1011
     reason: str = "scripted abnormal close"
 
+    def __post_init__(self) -> None:
+        # RFC 6455 7.4: 1004-1006 and 1015 are reserved, never sent; 1015-2999 unassigned.
+        if not (1000 <= self.code <= 1003 or 1007 <= self.code <= 1014 or self.code >= 3000):
+            raise ValueError(f"close code {self.code} cannot be sent in a close frame")
+
 
 class StallStep(_Step, tag="stall"):
     """Go silent: no more pings, audio or replies; the socket stays open until the client

@@ -327,10 +327,6 @@ class EmulatedConversation:
             due.append(self._last_audio_at + self.timing.silence_gap_s)
         return min(due)
 
-    def speaking_at(self, now: float) -> bool:
-        """Whether audio sent earlier is still playing (or queued) at ``now``."""
-        return bool(self._replies) or now < self._playout_end
-
     # ================================================================= start
 
     def _start(self, now: float, data: ConversationInitiationClientData | None) -> None:

@@ -86,7 +86,6 @@ from bridge.platform.workspace import (
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 SIGNED_URL_TTL_S = 15 * 60
 MAX_CONVERSATION_RECORDS = 1000
-MAX_CAPTURE_BYTES = 16 * 1024 * 1024
 EMULATOR_VOICE_ID = "emulator_tones"
 OWNER = ResourceAccessInfo(
     is_creator=True, creator_name="Emulator", creator_email="emulator@localhost", role="admin"

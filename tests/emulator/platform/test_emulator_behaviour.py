@@ -53,6 +53,7 @@ def test_defaults_and_a_full_script() -> None:
         ({"steps": [{"type": "dance"}]}, "steps"),
         ({"steps": [{"type": "wait", "ms": -5}]}, "ms"),
         ({"steps": [{"type": "close", "code": 999}]}, "code"),
+        ({"steps": [{"type": "close", "code": 1006}]}, "1006"),
         ({"vad": {"threshold_dbfs": 3}}, "threshold_dbfs"),
     ],
 )
