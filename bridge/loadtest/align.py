@@ -15,7 +15,10 @@ in the heard stream by normalised cross-correlation (NCC) against the decoded pr
   later than expected means audio was inserted before it (a gap: silence from late
   audio), found earlier than the previous frame means out of order, not found means lost;
 * after ``reacquire_after`` consecutive losses, or before the first match, the next
-  frames are searched for over ``acquire_samples`` from the end of the last match.
+  frames are searched for over ``acquire_samples`` from the end of the last match; while
+  nothing is found only every ``stride``-th frame is searched for (a call whose audio
+  never comes back would otherwise cost a search per frame), and the skipped frames are
+  checked at the new lag once the probe is found again.
 
 The relay latency of frame *k* is when its first sample is heard minus when frame *k*
 was sent, where a heard chunk is taken to play from the moment it arrives: ``arrival of
@@ -105,12 +108,15 @@ class EchoAligner:
         search_samples: int = 800,
         reacquire_after: int = 25,
         acquire_samples: int = 16000,
+        stride: int = 25,
     ) -> None:
         self.probe = probe
         self.threshold = threshold
         self.search_samples = search_samples
         self.reacquire_after = reacquire_after
         self.acquire_samples = acquire_samples
+        self.stride = stride
+        self._skipped: list[tuple[int, int]] = []  # frame ranges lost without a search
         nf = probe.noise_frames
         self._ref = probe.linear[: nf * FRAME_SAMPLES].astype(np.float64).reshape(nf, FRAME_SAMPLES)
         self._ref_energy = np.einsum("ij,ij->i", self._ref, self._ref)
@@ -223,11 +229,37 @@ class EchoAligner:
         if pos >= 0 and score >= self.threshold:
             self.lag = lo + pos - FRAME_SAMPLES * k
             self._misses = 0
+            self._backfill(heard)
             return True
         if not final and hi < lo + self.acquire_samples:
             return False  # the window is not fully heard yet
-        self._lose(k)
+        if self._misses < self.reacquire_after:
+            self._lose(k)
+            return True
+        # Lost for a while (nothing usable coming back): search only every `stride`-th
+        # frame, and look again at the skipped ones once the probe is found again.
+        skip = min(self.stride, min(self._n_sent, self.probe.noise_frames) - k)
+        self._skipped.append((k, k + skip))
+        for j in range(k, k + skip):
+            self._lose(j)
         return True
+
+    def _backfill(self, heard: np.ndarray) -> None:
+        """Frames skipped while the probe was lost: match those present at the new lag."""
+        assert self.lag is not None
+        for a, b in self._skipped:
+            for j in range(a, b):
+                p = self.lag + FRAME_SAMPLES * j
+                if p < 0 or p + FRAME_SAMPLES > heard.size:
+                    continue
+                seg = heard[p : p + FRAME_SAMPLES].astype(np.float64)
+                den = math.sqrt(float(seg @ seg) * float(self._ref_energy[j]))
+                if den > 0 and float(seg @ self._ref[j]) / den >= self.threshold:
+                    self.lost -= 1
+                    last = self._last_pos
+                    self._match(j, p)
+                    self._last_pos = max(last, p)
+        self._skipped.clear()
 
     def _search_one(self, heard: np.ndarray, final: bool) -> bool:
         assert self.lag is not None

@@ -108,6 +108,16 @@ def test_frames_held_during_set_up_get_no_relay_latency():
     assert np.allclose(al.latencies, 0.002)
 
 
+def test_a_long_outage_then_recovery_loses_exactly_the_missing_frames():
+    probe = make_probe(6.0, 0.0, seed=14)
+    frames = _frames(probe.ulaw)
+    # frames 40-139 (2 s) never come back: the aligner stops searching every frame and
+    # must still find frame 140 onwards, and not lose any frame that did come back
+    kept = frames[:40] + frames[140:]
+    r = _align(probe, kept).result()
+    assert r.frames_lost == 100 and r.frames_matched == 200
+
+
 def test_another_calls_audio_never_matches():
     mine, theirs = make_probe(1.0, 0.0, seed=6), make_probe(1.0, 0.0, seed=7)
     r = _align(mine, _frames(theirs.ulaw)).result()
