@@ -85,7 +85,8 @@ class TelephonyTools:
         pcm = dtmf.dtmf_pcm(digits)
         call.play_to_caller(ulaw_encode(pcm.tobytes()), f"dtmf-{next(_dtmf_labels)}")
         seconds = dtmf.duration_s(digits)
-        log_event(logger, "telephony.dtmf_sent", call_sid=call.call_sid, digits=digits)
+        # The count, not the keys: an agent may be entering an account number or a PIN.
+        log_event(logger, "telephony.dtmf_sent", call_sid=call.call_sid, keys=len(digits))
         return f"sent keypad tones {digits} ({seconds:.1f} s)"
 
 
