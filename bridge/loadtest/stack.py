@@ -7,7 +7,8 @@ the PID we measure is the server itself.
 
 Set-up, in order:
 
-1. the Agents Platform emulator on a free loopback port (``bridge emulator --port N``);
+1. the Agents Platform emulator on a free loopback port (``bridge emulator --port N
+   --api-key K``, K random: the bridge is given the same key);
 2. one agent per (behaviour, format) the run needs, created over the emulator's REST API
    (``POST /v1/convai/agents/create``), as an operator would create real agents;
 3. a config file for the bridge: listen and public URL on another free loopback port,
@@ -44,7 +45,7 @@ from bridge.loadtest.scenario import BEHAVIOURS, GREETING
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 ACCOUNT_SID = "AC" + "0" * 32
-EMULATOR_COMMAND = [sys.executable, "-m", "bridge.cli", "emulator"]  # + --port N (loopback)
+EMULATOR_COMMAND = [sys.executable, "-m", "bridge.cli", "emulator"]  # + --host/--port/--api-key
 BRIDGE_COMMAND = [sys.executable, "-m", "bridge.cli"]  # + --config FILE serve
 
 
@@ -207,7 +208,15 @@ async def started_stack(
             emu_port = free_port()
             emu_url = f"http://127.0.0.1:{emu_port}"
             emu_log = stack_dir / "emulator.log"
-            emu = await _spawn("emulator", [*EMULATOR_COMMAND, "--port", str(emu_port)], emu_log)
+            emu = await _spawn(
+                "emulator",
+                [
+                    *EMULATOR_COMMAND,
+                    *("--host", "127.0.0.1", "--port", str(emu_port), "--api-key", api_key),
+                    *("--log-level", "warning"),
+                ],
+                emu_log,
+            )
             procs.append(emu)
             await _wait_ready(
                 emu, "the platform emulator", emu_url + "/v1/convai/agents", emu_log, client
