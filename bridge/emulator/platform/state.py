@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from bridge.emulator.platform.behaviour import AgentProfile, build_profile
+from bridge.emulator.platform.paging import paginate
 from bridge.emulator.platform.persistence import DocumentStore
 from bridge.emulator.platform.problems import input_error_from_msgspec
 from bridge.emulator.platform.records import (
@@ -36,35 +37,28 @@ from bridge.emulator.platform.records import (
     SettingsRecord,
     TwilioCredentials,
 )
+from bridge.emulator.platform.views import (
+    OWNER,
+    effective_config,
+    inbound_view,
+    invocation_view,
+    outbound_view,
+)
 from bridge.errors import InputError
 from bridge.platform.agents import (
     Agent,
     AgentMetadata,
-    AgentSettings,
     AgentsPage,
     AgentSummary,
-    AsrConfig,
-    ConversationalConfig,
     CreateAgentRequest,
-    TtsConfig,
 )
-from bridge.platform.common import DEFAULT_AUDIO_FORMAT, ListResponseMeta, ResourceAccessInfo
-from bridge.platform.invocations import (
-    DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
-    TestInvocationsPage,
-    TestInvocationSummary,
-)
+from bridge.platform.common import ListResponseMeta
+from bridge.platform.invocations import TestInvocationsPage
 from bridge.platform.phone_numbers import (
     CreatePhoneNumberRequest,
     CreateTwilioPhoneNumberRequest,
-    InboundSipTrunkConfigRequest,
-    InboundSipTrunkConfigResponse,
-    OutboundSipTrunkConfigRequest,
-    OutboundSipTrunkConfigResponse,
     PhoneNumber,
     PhoneNumberAgentInfo,
-    SipTrunkCredentials,
     SipTrunkPhoneNumber,
     TwilioPhoneNumber,
     UpdatePhoneNumberRequest,
@@ -87,9 +81,6 @@ E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 SIGNED_URL_TTL_S = 15 * 60
 MAX_CONVERSATION_RECORDS = 1000
 EMULATOR_VOICE_ID = "emulator_tones"
-OWNER = ResourceAccessInfo(
-    is_creator=True, creator_name="Emulator", creator_email="emulator@localhost", role="admin"
-)
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -231,7 +222,7 @@ class PlatformState:
         return Agent(
             agent_id=rec.agent_id,
             name=rec.name,
-            conversation_config=_effective_config(rec.conversation_config),
+            conversation_config=effective_config(rec.conversation_config),
             metadata=AgentMetadata(
                 created_at_unix_secs=rec.created_at, updated_at_unix_secs=rec.updated_at
             ),
@@ -247,20 +238,17 @@ class PlatformState:
     def list_agents(
         self, *, page_size: int | None = None, cursor: str | None = None, search: str | None = None
     ) -> AgentsPage:
-        size = _page_size(page_size)
         # Newest first, as the platform lists them.
         records = [
             r
             for r in reversed(self.agents.values())
             if not search or search.lower() in r.name.lower()
         ]
-        start = _cursor_offset(cursor)
-        page = records[start : start + size]
-        more = start + size < len(records)
+        page = paginate(records, page_size, cursor)
         return AgentsPage(
-            agents=[self._summary(r) for r in page],
-            has_more=more,
-            next_cursor=_cursor(start + size) if more else None,
+            agents=[self._summary(r) for r in page.items],
+            has_more=page.has_more,
+            next_cursor=page.next_cursor,
         )
 
     def _summary(self, rec: AgentRecord) -> AgentSummary:
@@ -387,7 +375,7 @@ class PlatformState:
                 supports_outbound=rec.supports_outbound,
                 assigned_agent=assigned,
             )
-        outbound = _outbound_view(rec.outbound_trunk)
+        outbound = outbound_view(rec.outbound_trunk)
         return SipTrunkPhoneNumber(
             phone_number=rec.phone_number,
             label=rec.label,
@@ -398,7 +386,7 @@ class PlatformState:
             assigned_agent=assigned,
             provider_config=outbound,
             outbound_trunk=outbound,
-            inbound_trunk=_inbound_view(rec.inbound_trunk),
+            inbound_trunk=inbound_view(rec.inbound_trunk),
         )
 
     # ----------------------------------------------------------------- signed URLs
@@ -559,17 +547,16 @@ class PlatformState:
     def list_test_invocations(
         self, agent_id: str, *, page_size: int | None = None, cursor: str | None = None
     ) -> TestInvocationsPage:
-        size = _page_size(page_size)
-        start = _cursor_offset(cursor)
-        # Newest first, as the platform lists them; insertion order breaks ties.
+        # Newest first, as the platform lists them.
         matching = [i for i in self.invocations.values() if i.agent_id == agent_id][::-1]
-        page = matching[start : start + size]
-        more = start + size < len(matching)
+        page = paginate(matching, page_size, cursor)
         return TestInvocationsPage(
-            results=[_invocation_view(i) for i in page],
-            has_more=more,
-            next_cursor=_cursor(start + size) if more else None,
-            meta=ListResponseMeta(total=len(matching), page=start // size, page_size=size),
+            results=[invocation_view(i) for i in page.items],
+            has_more=page.has_more,
+            next_cursor=page.next_cursor,
+            meta=ListResponseMeta(
+                total=len(matching), page=page.offset // page.page_size, page_size=page.page_size
+            ),
         )
 
     # ----------------------------------------------------------------- conversations
@@ -613,81 +600,6 @@ class PlatformState:
 # --------------------------------------------------------------------------- helpers
 
 
-def _effective_config(config: ConversationalConfig) -> ConversationalConfig:
-    """The config as the platform reports it: audio formats and agent basics filled in."""
-    asr = config.asr or AsrConfig()
-    tts = config.tts or TtsConfig()
-    agent = config.agent or AgentSettings()
-    return msgspec.structs.replace(
-        config,
-        asr=msgspec.structs.replace(
-            asr, user_input_audio_format=asr.user_input_audio_format or DEFAULT_AUDIO_FORMAT
-        ),
-        tts=msgspec.structs.replace(
-            tts, agent_output_audio_format=tts.agent_output_audio_format or DEFAULT_AUDIO_FORMAT
-        ),
-        agent=msgspec.structs.replace(
-            agent,
-            first_message=agent.first_message if agent.first_message is not msgspec.UNSET else "",
-            language=agent.language or "en",
-        ),
-    )
-
-
-def _has_password(creds: SipTrunkCredentials | msgspec.UnsetType | None) -> bool:
-    return isinstance(creds, SipTrunkCredentials) and isinstance(creds.password, str)
-
-
-def _username(creds: SipTrunkCredentials | msgspec.UnsetType | None) -> str | None:
-    return creds.username if isinstance(creds, SipTrunkCredentials) else None
-
-
-def _outbound_view(
-    cfg: OutboundSipTrunkConfigRequest | None,
-) -> OutboundSipTrunkConfigResponse | None:
-    if cfg is None:
-        return None
-    return OutboundSipTrunkConfigResponse(
-        address=cfg.address,
-        transport=cfg.transport or "auto",
-        media_encryption=cfg.media_encryption or "allowed",
-        headers=cfg.headers or {},
-        has_auth_credentials=_has_password(cfg.credentials),
-        username=_username(cfg.credentials),
-        has_outbound_trunk=True,
-    )
-
-
-def _inbound_view(cfg: InboundSipTrunkConfigRequest | None) -> InboundSipTrunkConfigResponse | None:
-    if cfg is None:
-        return None
-    return InboundSipTrunkConfigResponse(
-        allowed_addresses=cfg.allowed_addresses or [],
-        allowed_numbers=cfg.allowed_numbers or None,
-        media_encryption=cfg.media_encryption or "allowed",
-        has_auth_credentials=_has_password(cfg.credentials),
-        username=_username(cfg.credentials),
-        remote_domains=cfg.remote_domains or None,
-    )
-
-
-def _invocation_view(inv: InvocationRecord) -> TestInvocationSummary:
-    return TestInvocationSummary(
-        id=inv.id,
-        created_at_unix_secs=inv.created_at_unix_secs,
-        test_run_count=inv.passed_count
-        + inv.failed_count
-        + inv.pending_count
-        + inv.cancelled_count,
-        passed_count=inv.passed_count,
-        failed_count=inv.failed_count,
-        pending_count=inv.pending_count,
-        cancelled_count=inv.cancelled_count,
-        title=inv.title,
-        access_info=OWNER,
-    )
-
-
 def _mentions_secret(tree: Any, secret_id: str) -> bool:
     if isinstance(tree, dict):
         if tree.get("secret_id") == secret_id:
@@ -696,23 +608,3 @@ def _mentions_secret(tree: Any, secret_id: str) -> bool:
     if isinstance(tree, list):
         return any(_mentions_secret(v, secret_id) for v in tree)
     return False
-
-
-def _page_size(page_size: int | None) -> int:
-    if page_size is None:
-        return DEFAULT_PAGE_SIZE
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InputError("query.page_size", f"page_size must be 1-{MAX_PAGE_SIZE}, got {page_size}")
-    return page_size
-
-
-def _cursor(offset: int) -> str:
-    return f"off_{offset}"
-
-
-def _cursor_offset(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not re.fullmatch(r"off_\d{1,9}", cursor):
-        raise InputError("query.cursor", f"unknown cursor {cursor!r}")
-    return int(cursor[4:])

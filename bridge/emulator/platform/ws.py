@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import MutableMapping
@@ -130,7 +131,11 @@ class ConversationEndpoint:
             if conv.closed:
                 return
             deadline = conv.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            timeout = (
+                None
+                if deadline is None or math.isinf(deadline)
+                else max(0.0, deadline - time.monotonic())
+            )
             try:
                 message = await asyncio.wait_for(queue.get(), timeout)
             except TimeoutError:
