@@ -159,7 +159,8 @@ class _StepState:
     tool_call_id: str | None = None
 
 
-def _truncate_reason(reason: str) -> str:
+def truncate_reason(reason: str) -> str:
+    """``reason`` cut to fit a close frame (123 bytes of UTF-8)."""
     raw = reason.encode()
     if len(raw) <= MAX_CLOSE_REASON_BYTES:
         return reason
@@ -480,7 +481,7 @@ class EmulatedConversation:
         self._outbox.append(SendText(encode_str(msg)))
 
     def _close(self, code: int, reason: str) -> None:
-        reason = _truncate_reason(reason)
+        reason = truncate_reason(reason)
         self._outbox.append(CloseConnection(code, reason))
         self.phase = Phase.CLOSED
         self.record.closed_by = "agent"

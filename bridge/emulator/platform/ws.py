@@ -29,6 +29,7 @@ from bridge.emulator.platform.conversation import (
     ConversationTiming,
     EmulatedConversation,
     SendText,
+    truncate_reason,
 )
 from bridge.emulator.platform.state import PlatformState
 from bridge.log import log_event
@@ -71,7 +72,7 @@ class ConversationEndpoint:
         refusal = self._refusal(ws, time.monotonic())
         if refusal is not None:
             log_event(log, "emulator.conversation_refused", reason=refusal)
-            await ws.close(CLOSE_POLICY, refusal)
+            await ws.close(CLOSE_POLICY, truncate_reason(refusal))
             return
         agent_id = ws.query_params["agent_id"]
         profile = self.state.profile(agent_id)

@@ -116,6 +116,7 @@ async def test_pings_are_answered_and_measured(
         ("?agent_id=agent_nobody", "not found"),
         ("?agent_id=agent_emulator_private", "signed URL"),
         ("?agent_id=agent_emulator_private&token=forged", "invalid or expired"),
+        ("?agent_id=" + "x" * 300, "agent 'xxx"),  # the reason is cut to fit a close frame
     ],
 )
 async def test_refused_connections_close_1008(
