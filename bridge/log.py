@@ -40,6 +40,9 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx logs every request URL at INFO; request URLs can carry tokens (signed URLs)
+    # and would drown the call events, so only its warnings come through.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.Formatter.converter = time.gmtime
 
 
