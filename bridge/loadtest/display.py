@@ -121,6 +121,7 @@ def summary_table(phases: list[PhaseFigures]) -> Table:
         "barge-in→clear p50/p99 ms",
         [f"{_ms(ph.barge_in_ms, 'p50')} / {_ms(ph.barge_in_ms)}" for ph in phases],
     )
+    row("caller send lag p99 ms (self-check)", [_ms(ph.send_lag_ms, "max") for ph in phases])
     row("probe frames sent", [str(ph.integrity.probe_frames_sent) for ph in phases])
     row("probe frames received", [str(ph.integrity.probe_frames_received) for ph in phases])
     row("probe frames lost", [str(ph.integrity.probe_frames_lost) for ph in phases])
@@ -149,6 +150,11 @@ def summary_table(phases: list[PhaseFigures]) -> Table:
 def print_summary(console: Console, phases: list[PhaseFigures]) -> None:
     console.print(summary_table(phases))
     for ph in phases:
+        if ph.send_lag_ms is not None and ph.send_lag_ms.max > 10:
+            console.print(
+                f"phase {ph.phase}: the load generator itself ran up to "
+                f"{ph.send_lag_ms.max:.0f} ms late: latency figures include its delay"
+            )
         for why in ph.broken:
             console.print(
                 f"phase {ph.phase} ({ph.agent_format}, {ph.calls_requested} calls): {why}"

@@ -126,6 +126,7 @@ class CallMeter:
             barge_in_ms=barge_in_delays(result, stream),
             echo=echo,
             latency_p99_ms=self.latency_p99_ms(),
+            send_lag_p99_ms=send_lag_p99_ms(result, stream),
         )
 
 
@@ -148,6 +149,16 @@ def classify(
             f"no agent audio ({stream.ended_by} ended the stream: {detail})",
         )
     return CallOutcome.DROPPED, f"{stream.ended_by or 'bridge'} ended the stream: {detail}"
+
+
+def send_lag_p99_ms(result: CallResult, stream: StreamRecord | None) -> float | None:
+    """p99 of how late the caller sent its frames: frame k is due ``k × 20 ms`` after
+    ``start``; a loaded load generator sends late and then catches up in a burst."""
+    if stream is None or stream.started_at is None or not stream.frames:
+        return None
+    start = stream.started_at
+    lag = sorted(max(0.0, f.t - (start + f.offset / 8000)) for f in stream.frames)
+    return lag[min(len(lag) - 1, -(-99 * len(lag) // 100) - 1)] / result.speed * 1000
 
 
 def barge_in_delays(result: CallResult, stream: StreamRecord | None) -> tuple[float, ...]:

@@ -57,6 +57,7 @@ class CallRecord(msgspec.Struct, frozen=True):
     barge_in_ms: tuple[float, ...] = ()  # caller starts speaking → clear received
     echo: EchoResult | None = None  # loopback calls only
     latency_p99_ms: float | None = None  # this call's relay latency p99
+    send_lag_p99_ms: float | None = None  # how late the caller sent its frames (self-check)
 
 
 class Integrity(msgspec.Struct, frozen=True):
@@ -104,6 +105,10 @@ class PhaseFigures(msgspec.Struct, frozen=True):
     first_audio_ms: Summary | None
     relay_latency_ms: Summary | None
     barge_in_ms: Summary | None
+    # The load generator's own health: p99 of each call's frame lateness.  When it is
+    # more than a few ms the generator could not keep real time and every latency
+    # figure includes its delay, not only the bridge's.
+    send_lag_ms: Summary | None
     integrity: Integrity
     resources: Resources
     window_s: tuple[float, float]  # phase start and end on the run clock
@@ -234,6 +239,9 @@ def aggregate(
         ),
         relay_latency_ms=relay,
         barge_in_ms=summarize([ms for r in records for ms in r.barge_in_ms]),
+        send_lag_ms=summarize(
+            [r.send_lag_p99_ms for r in records if r.send_lag_p99_ms is not None]
+        ),
         integrity=integrity,
         resources=resources,
         window_s=window,
