@@ -11,10 +11,11 @@ Everything shared lives on ``app.state``:
 ``metrics``            :class:`~bridge.ops.metrics.Metrics`
 ``platform``           :class:`~bridge.platform.client.PlatformClient` or None
 ``telephony``          :class:`~bridge.telephony.features.Telephony` (caps, live features)
+``ops``                :class:`~bridge.ops.service.Operations` (drain, readiness)
 =====================  ==================================================================
 
-Routes are one list: :func:`~bridge.call.endpoints.twilio_routes` plus ``extra_routes``
-(admin, metrics, health: each feature passes its own list).  Features with background
+Routes are one list: :func:`~bridge.call.endpoints.twilio_routes`, the telephony, admin
+and ops (``/healthz``, ``/readyz``, ``/metrics``) routes, plus ``extra_routes``.  Features with background
 work pass ``lifespans``: async context managers entered at start-up, in order, and left
 at shutdown in reverse.  Whatever ``create_app`` builds itself (the store, the platform
 client, the Twilio REST client) it also closes; what the caller passes in is the
@@ -43,6 +44,7 @@ from bridge.convai.client import AgentConnector
 from bridge.errors import ConfigError
 from bridge.log import log_event
 from bridge.ops.metrics import Metrics
+from bridge.ops.service import Operations
 from bridge.platform.client import PlatformClient
 from bridge.routing import RoutingTable
 from bridge.store import Store
@@ -97,6 +99,8 @@ def create_app(
         admission=admission if admission is not None else AdmitAll(),
         metrics=metrics,
     )
+    # The drain is the innermost admission: the telephony caps below wrap it.
+    ops = Operations(config.ops, services, platform)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -117,11 +121,13 @@ def create_app(
                     await stack.enter_async_context(
                         routing_sync(services.routing, platform, config.platform.sync_interval_s)
                     )
+                await stack.enter_async_context(ops.lifespan(app))
                 for enter in lifespans:
                     await stack.enter_async_context(enter(app))
                 yield
-                # Graceful drain (refuse new calls, let live ones finish) belongs here,
-                # before the feature lifespans and the services close.
+                # The graceful drain runs before this point, while the server still
+                # serves: ``bridge serve`` awaits ``app.state.ops.drain.run()`` on
+                # SIGTERM and only then stops uvicorn (see bridge.ops.drain).
         finally:
             if services.twilio_rest is not None:
                 await services.twilio_rest.aclose()
@@ -132,11 +138,15 @@ def create_app(
     # admission and per-call watcher into the services, their routes next to the rest.
     telephony = Telephony(config.telephony, services.calls, store).install(services)
     phone = TelephonyEndpoints(telephony, Dialer(services, telephony))
-    admin = admin_routes(
-        Provisioning(services, platform), config.admin.token, phone.admin_routes()
-    )
+    admin = admin_routes(Provisioning(services, platform), config.admin.token, phone.admin_routes())
     app = Starlette(
-        routes=[*twilio_routes(), *phone.twilio_routes(), *admin, *extra_routes],
+        routes=[
+            *twilio_routes(),
+            *phone.twilio_routes(),
+            *admin,
+            *ops.routes(),
+            *extra_routes,
+        ],
         lifespan=lifespan,
     )
     app.state.services = services
@@ -147,6 +157,7 @@ def create_app(
     app.state.metrics = services.metrics
     app.state.platform = platform
     app.state.telephony = telephony
+    app.state.ops = ops
     return app
 
 

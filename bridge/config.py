@@ -173,6 +173,10 @@ class CallsConfig:
     )
     # Longest wait for the goodbye to be heard (marks) before hanging up.
     goodbye_timeout_s: float = _key(10.0, expected="seconds >= 0", check=lambda v: v >= 0)
+    # An open agent socket that sends nothing (not even a ping) this long has failed.
+    agent_idle_timeout_s: float = _key(
+        30.0, expected="seconds >= 0 (0 = never)", check=lambda v: v >= 0
+    )
 
 
 # A [telephony] transfer allow-list entry: an E.164 number, an E.164 prefix ending in "*",
@@ -232,6 +236,27 @@ class TelephonyConfig:
 
 
 @dataclass(frozen=True)
+class OpsConfig:
+    # SIGTERM: calls in progress may run this long before they are ended with drain_notice.
+    drain_timeout_s: float = _key(3600.0, expected="seconds >= 0", check=lambda v: v >= 0)
+    drain_notice: str = _key(
+        "We are sorry, this line has to close now. Please call again. Goodbye."
+    )
+    # Webhooks while draining: None = busy (<Reject reason="busy">), a number = <Dial> it.
+    drain_overflow_number: str | None = _key(
+        None, expected="an E.164 number", check=_opt(lambda v: bool(E164.match(v)))
+    )
+    # Readiness: the platform must have answered within upstream_stale_s; a probe asks
+    # every upstream_probe_interval_s when no call has opened an agent socket meanwhile.
+    upstream_probe_interval_s: float = _key(
+        10.0, expected="seconds >= 0 (0 = never probe)", check=lambda v: v >= 0
+    )
+    upstream_stale_s: float = _key(
+        30.0, expected="seconds >= 0 (0 = upstream not checked)", check=lambda v: v >= 0
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
@@ -241,6 +266,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
     routes: tuple[Route, ...] = ()
 
     @property
@@ -385,6 +411,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogConfig,
     "calls": CallsConfig,
     "telephony": TelephonyConfig,
+    "ops": OpsConfig,
 }
 
 

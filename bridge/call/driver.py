@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Coroutine, Mapping
 from typing import Any
@@ -58,9 +59,17 @@ from bridge.call.actions import (
 from bridge.call.plan import CallPlan, plan_for_stream
 from bridge.call.services import CallServices, CallWatcher
 from bridge.call.session import CallSession
-from bridge.convai.messages import parse_server
+from bridge.convai.messages import Audio, Ping, parse_server
 from bridge.errors import BridgeError, ConvaiProtocolError, PlatformApiError, TwilioProtocolError
 from bridge.log import log_event
+from bridge.ops.metrics import (
+    FROM_AGENT,
+    FROM_CALLER,
+    RELAY_SAMPLE_EVERY,
+    TO_AGENT,
+    TO_CALLER,
+)
+from bridge.ops.upstream import connect_error_kind
 from bridge.store.records import CallRecord
 from bridge.twilio.media import Media, binary_frame_error, parse_from_twilio
 
@@ -87,7 +96,12 @@ class CallDriver:
     def __init__(self, ws: WebSocket, services: CallServices):
         self.ws = ws
         self.services = services
-        self.session = CallSession(services.settings, self._plan, services.tools.names)
+        self.session = CallSession(
+            services.settings,
+            self._plan,
+            services.tools.names,
+            on_transcode=self._transcode_sample,
+        )
         self._loop = asyncio.get_running_loop()
         self._twilio_ready = asyncio.Event()
         self._agent_ready = asyncio.Event()
@@ -102,6 +116,8 @@ class CallDriver:
         self._registered = False
         self._recorded = False
         self._watcher: CallWatcher | None = None
+        # Relay-latency sample in flight: (frame position in to_twilio, shed + clears, t0).
+        self._relay_probe: tuple[int, int, float] | None = None
 
     def _plan(self, params: Mapping[str, str]) -> CallPlan | None:
         return plan_for_stream(params, self.services.routing)
@@ -317,6 +333,8 @@ class CallDriver:
                 self._twilio_ready.clear()
                 while len(q):
                     await send(q.pop())
+                    if self._relay_probe is not None:
+                        self._relay_done(q.removed, q.dropped + q.clears)
                 if self._end_stream is not None:
                     # Twilio ends <Connect> when we close, then asks the action URL.
                     await self._may_close.wait()
@@ -368,16 +386,22 @@ class CallDriver:
 
     async def _run_agent(self, agent_id: str) -> None:
         s = self.session
+        services = self.services
         try:
-            conn = await self.services.connector.connect(agent_id)
+            conn = await services.connector.connect(agent_id)
         except PlatformApiError as e:
-            kind = "signed_url" if self.services.connector.uses_signed_urls else "connect"
-            self.services.metrics.upstream_errors_total.labels(kind).inc()
+            kind = connect_error_kind(e)
+            services.metrics.upstream_errors_total.labels(kind).inc()
+            services.upstream.failed(kind)
             s.agent_closed(None, str(e))
             self._pump()
             return
+        services.upstream.ok()
         self._agent_conn = conn
         writer = asyncio.create_task(self._write_agent(conn), name="agent-writer")
+        ping_ms = services.metrics.agent_ping_ms
+        to_twilio = s.to_twilio
+        audio_events = 0
         try:
             s.agent_connected()
             self._pump()
@@ -387,6 +411,23 @@ class CallDriver:
                 except ConvaiProtocolError as e:
                     s.agent_garbage(e)
                 else:
+                    cls = type(msg)
+                    if cls is Audio:
+                        audio_events += 1
+                        if audio_events % RELAY_SAMPLE_EVERY == 1 and self._relay_probe is None:
+                            # Follow this event's first frame through the Twilio queue.
+                            position = to_twilio.added + 1
+                            t0 = time.perf_counter()
+                            s.agent_message(msg)
+                            if to_twilio.added >= position:
+                                lost = to_twilio.dropped + to_twilio.clears
+                                self._relay_probe = (position, lost, t0)
+                            self._pump()
+                            continue
+                    elif cls is Ping:
+                        assert isinstance(msg, Ping)
+                        if msg.ping_event.ping_ms is not None:
+                            ping_ms.observe(msg.ping_event.ping_ms)
                     s.agent_message(msg)
                 self._pump()
         except ConnectionClosed:
@@ -429,14 +470,35 @@ class CallDriver:
         except BridgeError as e:
             log_event(logger, "call.record_failed", logging.ERROR, call_sid=sid, error=str(e))
 
+    def _relay_done(self, removed: int, lost: int) -> None:
+        assert self._relay_probe is not None
+        position, lost_then, t0 = self._relay_probe
+        if removed < position:
+            return
+        self._relay_probe = None
+        if lost == lost_then:  # nothing shed or cleared: the frame was the one sent
+            self.services.metrics.relay_seconds.observe(time.perf_counter() - t0)
+
+    def _transcode_sample(self, direction: str, seconds_per_frame: float) -> None:
+        self.services.metrics.transcode_seconds.labels(direction).observe(seconds_per_frame)
+
     def _observe(self, done: Finished) -> None:
         m, s = self.services.metrics, done.summary
         outcome = "ok" if done.reason in _CLEAN_REASONS else "error"
         m.calls_total.labels(outcome, done.reason.value).inc()
         if s["first_audio_ms"] is not None:
             m.first_audio_seconds.observe(s["first_audio_ms"] / 1000)
-        if s["ping_ms"] is not None:
-            m.agent_ping_ms.observe(s["ping_ms"])
+        if s["agent_failure"] in ("closed_abnormally", "idle_timeout"):  # mid-call failures
+            m.upstream_errors_total.labels(s["agent_failure"]).inc()
+        frames = s["frames"]
+        m.frames_total.labels(FROM_CALLER).inc(frames["from_caller"])
+        m.frames_total.labels(TO_AGENT).inc(frames["to_agent"])
+        m.frames_total.labels(FROM_AGENT).inc(frames["from_agent"])
+        m.frames_total.labels(TO_CALLER).inc(frames["to_caller"])
+        if s["bad_twilio_frames"]:
+            m.bad_frames_total.labels("twilio").inc(s["bad_twilio_frames"])
+        if s["bad_agent_frames"]:
+            m.bad_frames_total.labels("agent").inc(s["bad_agent_frames"])
         m.interruptions_total.inc(s["interruptions"])
         m.dropped_audio_total.labels("stale").inc(s["stale_dropped"])
         m.dropped_audio_total.labels("backpressure").inc(s["shed_to_caller"] + s["shed_to_agent"])

@@ -119,6 +119,7 @@ async def inbound(request: Request) -> Response:
     refusal = services.admission.check(ours)
     if refusal is not None:
         webhooks.labels("refused").inc()
+        services.metrics.refused_total.labels(refusal.reason).inc()
         log_event(logger, "call.refused", reason=refusal.reason, dial=refusal.dial, **fields)
         if refusal.dial:
             return _xml(twiml.dial(refusal.dial))

@@ -24,6 +24,11 @@ class FrameQueue:
         self._prefix = audio_prefix
         self.chars = 0  # text queued, the measure of the bound
         self.dropped = 0  # audio frames shed under backpressure
+        # Running totals, so a frame's position can be followed (relay-latency samples):
+        # frame number ``added`` has left the queue once ``removed`` reaches it.
+        self.added = 0
+        self.removed = 0
+        self.clears = 0
 
     def __len__(self) -> int:
         return len(self._q)
@@ -31,6 +36,7 @@ class FrameQueue:
     def push(self, frame: str) -> None:
         self._q.append(frame)
         self.chars += len(frame)
+        self.added += 1
         if self.chars > self._max:
             self._shed()
 
@@ -38,11 +44,13 @@ class FrameQueue:
         """Queue ahead of everything (a ``pong`` must not wait behind audio)."""
         self._q.appendleft(frame)
         self.chars += len(frame)
+        self.added += 1  # (jumps the line: positions behind it are off by one; pongs only)
 
     def pop(self) -> str:
         """The oldest frame; raises IndexError when empty."""
         frame = self._q.popleft()
         self.chars -= len(frame)
+        self.removed += 1
         return frame
 
     def clear(self) -> list[str]:
@@ -50,6 +58,8 @@ class FrameQueue:
         out = list(self._q)
         self._q.clear()
         self.chars = 0
+        self.removed += len(out)
+        self.clears += 1
         return out
 
     def _shed(self) -> None:
@@ -59,6 +69,7 @@ class FrameQueue:
             if frame.startswith(self._prefix):
                 self.chars -= len(frame)
                 self.dropped += 1
+                self.removed += 1
             else:
                 kept.append(frame)
         self._q.extendleft(reversed(kept))

@@ -15,6 +15,7 @@ entry (the caller hung up meanwhile), and a forgotten entry costs only a default
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 
@@ -71,16 +72,31 @@ class LiveCalls:
     # -- webhook → stream ------------------------------------------------------------
 
     def expect(self, call_sid: str) -> None:
-        self._expected.remember(call_sid, True)
+        self._expected.remember(call_sid, time.monotonic())
 
     def claim_expected(self, call_sid: str) -> bool:
         """True (once) if the webhook announced this call."""
         return self._expected.pop(call_sid, None) is not None
 
+    def awaiting_streams(self, within_s: float) -> int:
+        """Calls announced in the last ``within_s`` seconds whose stream has not started
+        (a drain waits for them: Twilio is about to open their streams)."""
+        cutoff = time.monotonic() - within_s
+        n = 0
+        for at in reversed(self._expected.values()):  # newest first
+            if not isinstance(at, float) or at < cutoff:
+                break
+            n += 1
+        return n
+
     # -- stream → after-stream action ------------------------------------------------
 
     def set_next(self, call_sid: str, disposition: Disposition) -> None:
         self._next.remember(call_sid, disposition)
+
+    def has_next(self, call_sid: str) -> bool:
+        """True while ``call_sid``'s next step waits for ``POST /twilio/after-stream``."""
+        return call_sid in self._next
 
     def pop_next(self, call_sid: str) -> Disposition | None:
         d = self._next.pop(call_sid, None)

@@ -13,6 +13,7 @@ from bridge.call.tools import CallControl, ToolRegistry, default_tools
 from bridge.config import Config, ws_url_for
 from bridge.convai.client import AgentConnector
 from bridge.ops.metrics import Metrics
+from bridge.ops.upstream import UpstreamHealth
 from bridge.routing import RoutingTable
 from bridge.store import Store
 from bridge.twilio.rest import TwilioRest
@@ -54,6 +55,7 @@ class CallServices:
     calls: LiveCalls = field(default_factory=LiveCalls)
     admission: Admission = field(default_factory=AdmitAll)
     metrics: Metrics = field(default_factory=Metrics)
+    upstream: UpstreamHealth = field(default_factory=UpstreamHealth)  # for readiness
     on_keypad: KeypadHandler | None = None
     watch: CallWatch | None = None
 

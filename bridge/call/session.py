@@ -13,7 +13,7 @@ Inputs (methods; each may change state)::
     agent_message(msg)       a parsed conversation frame (incl. UnknownMessage)
     agent_garbage(err)       a conversation frame that did not parse
     agent_closed(code, why)  the conversation socket closed, or never opened
-    timer_fired(name)        a StartTimer ran out
+    timer_fired(name)        a StartTimer ran out (``agent_idle``: the agent watchdog)
     tool_finished(id, …)     a RunTool completed
     request_end(reason, …)   a tool, the admin API or shutdown ends the call
 
@@ -62,6 +62,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any, Literal
 
 import msgspec
@@ -91,12 +92,14 @@ from bridge.config import Config
 from bridge.convai import messages as convai
 from bridge.errors import AudioFormatError, ConvaiProtocolError, TwilioProtocolError
 from bridge.log import log_event
+from bridge.ops.metrics import TRANSCODE_SAMPLE_EVERY
 from bridge.twilio import media as twilio
 
 logger = logging.getLogger("bridge.call")
 
 ULAW_BYTES_PER_MS = 8
 NORMAL_CLOSE = 1000
+_SAMPLE_AT = TRANSCODE_SAMPLE_EVERY // 2  # not the first frame: it pays for set-up
 
 
 class State(enum.Enum):
@@ -115,6 +118,9 @@ class SessionSettings:
     apology_text: str = "Sorry, we are having trouble connecting your call."
     fallback_number: str | None = None
     start_timeout_s: float = 10.0
+    # An open agent socket that sends nothing at all (the platform pings every few
+    # seconds) for this long is treated as failed; 0 = never.
+    agent_idle_timeout_s: float = 30.0
     end_call_settle_s: float = 0.5
     out_chunk_bytes: int = 800  # 100 ms of mu-law per outbound media frame
     # Backpressure bounds (queued JSON text): ~60 s of audio toward Twilio (100 ms of
@@ -129,6 +135,7 @@ class SessionSettings:
         c = cfg.calls
         return cls(
             goodbye_timeout_s=c.goodbye_timeout_s,
+            agent_idle_timeout_s=c.agent_idle_timeout_s,
             caller_buffer_ms=c.caller_buffer_ms,
             on_agent_failure=c.on_agent_failure,
             apology_text=c.apology_text,
@@ -146,12 +153,20 @@ class Stats:
     bad_twilio: int = 0
     bad_agent: int = 0
     tool_calls: int = 0
+    # Frames each way (metrics): Twilio media frames in / out, agent audio in / out.
+    frames_from_caller: int = 0
+    frames_to_caller: int = 0
+    frames_from_agent: int = 0
+    frames_to_agent: int = 0
+    agent_failure: str | None = None  # why the agent failed, as a short kind
     ping_ms: int | None = None
     ping_ms_max: int | None = None
     audio_formats: dict[str, str] = field(default_factory=dict)
 
 
 Resolve = Callable[[Mapping[str, str]], CallPlan | None]
+# (direction, seconds per 20 ms frame) for 1 frame in TRANSCODE_SAMPLE_EVERY.
+TranscodeSample = Callable[[str, float], None]
 
 
 class CallSession:
@@ -163,12 +178,14 @@ class CallSession:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        on_transcode: TranscodeSample | None = None,
     ):
         self.settings = settings
         self._resolve = resolve
         self._tools = tools
         self._clock = clock
         self._wall = wall
+        self._on_transcode = on_transcode
 
         self.state = State.AWAITING_START
         self.reason: EndReason | None = None
@@ -199,6 +216,7 @@ class CallSession:
         self._created_at = clock()
         self._started_at: float | None = None
         self._first_audio_at: float | None = None
+        self._agent_heard_at = 0.0  # last frame of any kind from the agent (watchdog)
 
         self._act(StartTimer("start", settings.start_timeout_s))
 
@@ -232,6 +250,7 @@ class CallSession:
             return
         if type(msg) is twilio.Media:  # the hot path first: 50 frames a second
             payload = msg.media.payload
+            self.stats.frames_from_caller += 1
             self.stats.bytes_in += _decoded_len(payload)
             if self.state is State.ACTIVE:
                 self._forward_caller_audio(payload)
@@ -300,7 +319,7 @@ class CallSession:
             self.request_end(EndReason.TWILIO_PROTOCOL, HANGUP, wait_for_playout=False)
             return
         if plan is None:
-            self._agent_failed("no agent routes this call")
+            self._agent_failed("no agent routes this call", "no_agent")
             return
         self.state = State.CONNECTING_AGENT
         self._agent = "connecting"
@@ -316,11 +335,22 @@ class CallSession:
 
     def _forward_caller_audio(self, payload: str) -> None:
         assert self._in is not None
+        st = self.stats
+        sample = (
+            self._on_transcode is not None
+            and st.frames_to_agent % TRANSCODE_SAMPLE_EVERY == _SAMPLE_AT
+        )
+        t0 = perf_counter() if sample else 0.0
         try:
             out = self._in.process_b64(payload)
         except (binascii.Error, ValueError, AudioFormatError) as e:
             self.caller_garbage(TwilioProtocolError(f"media payload: {e}"))
             return
+        if sample and payload:
+            assert self._on_transcode is not None
+            frames = _decoded_len(payload) / 160  # 20 ms of mu-law
+            self._on_transcode("caller_to_agent", (perf_counter() - t0) / max(frames, 0.05))
+        st.frames_to_agent += 1
         self.to_agent.push(convai.user_audio_chunk_frame(out))
 
     def _mark_echoed(self, name: str) -> None:
@@ -365,6 +395,7 @@ class CallSession:
     def agent_message(self, msg: convai.ServerMessage | convai.UnknownMessage) -> None:
         if self.state is State.ENDED or self._agent != "open":
             return
+        self._agent_heard_at = self._clock()
         if type(msg) is convai.Audio:  # the hot path first
             self._on_agent_audio(msg.audio_event)
         elif isinstance(msg, convai.Ping):
@@ -400,6 +431,7 @@ class CallSession:
         """A malformed conversation frame: logged, counted, the call goes on."""
         if self.state is State.ENDED:
             return
+        self._agent_heard_at = self._clock()  # garbage, but the agent is alive
         self.stats.bad_agent += 1
         n = self.stats.bad_agent
         if n == 1 or n % 10 == 0:
@@ -422,7 +454,8 @@ class CallSession:
             self.request_end(EndReason.AGENT_ENDED)
         else:
             why = f"closed with code {code}" if code is not None else "could not connect"
-            self._agent_failed(f"{why}: {reason}" if reason else why)
+            kind = "closed_abnormally" if code is not None else "connect"
+            self._agent_failed(f"{why}: {reason}" if reason else why, kind)
 
     def _on_metadata(self, ev: convai.ConversationInitiationMetadataEvent) -> None:
         if self.state is not State.CONNECTING_AGENT:
@@ -433,13 +466,15 @@ class CallSession:
             self._in = caller_to_agent(parse_format(ev.user_input_audio_format))
             self._out = agent_to_caller(parse_format(ev.agent_output_audio_format))
         except AudioFormatError as e:
-            self._agent_failed(f"unusable audio format: {e}")
+            self._agent_failed(f"unusable audio format: {e}", "bad_format")
             return
         self.stats.audio_formats = {
             "input": ev.user_input_audio_format,
             "output": ev.agent_output_audio_format,
         }
         self.state = State.ACTIVE
+        if self.settings.agent_idle_timeout_s > 0:
+            self._act(StartTimer("agent_idle", self.settings.agent_idle_timeout_s))
         self._act(UpdateRecord({"conversation_id": self.conversation_id}))
         self._log(
             "call.agent_ready",
@@ -452,18 +487,28 @@ class CallSession:
             self._forward_caller_audio(payload)
 
     def _on_agent_audio(self, ev: convai.AudioEvent) -> None:
+        st = self.stats
+        st.frames_from_agent += 1
         if ev.event_id <= self._interrupted_id:
-            self.stats.stale_dropped += 1
+            st.stale_dropped += 1
             return
         if self._out is None:
             self.agent_garbage(ConvaiProtocolError("audio before conversation_initiation_metadata"))
             return
+        sample = (
+            self._on_transcode is not None
+            and st.frames_from_agent % TRANSCODE_SAMPLE_EVERY == _SAMPLE_AT
+        )
+        t0 = perf_counter() if sample else 0.0
         try:
             pcm = binascii.a2b_base64(ev.audio_base_64, strict_mode=True)
             ulaw = self._out.process(pcm)
         except (binascii.Error, ValueError, AudioFormatError) as e:
             self.agent_garbage(ConvaiProtocolError(f"audio event {ev.event_id}: {e}"))
             return
+        if sample and ulaw:
+            assert self._on_transcode is not None
+            self._on_transcode("agent_to_caller", (perf_counter() - t0) * 160 / len(ulaw))
         self._send_caller_audio(ulaw, f"audio-{ev.event_id}")
         if self._settling:  # the agent is still talking: restart the quiet period
             self._act(StartTimer("settle", self.settings.end_call_settle_s))
@@ -521,6 +566,7 @@ class CallSession:
         sid = self.stream_sid
         for i in range(0, len(ulaw), step):
             self.to_twilio.push(twilio.media_frame(sid, twilio.encode_payload(ulaw[i : i + step])))
+            self.stats.frames_to_caller += 1
         mark_msg = twilio.OutMark(streamSid=sid, mark=twilio.MarkBody(name=mark))
         self.to_twilio.push(twilio.encode(mark_msg))
         self._pending_marks.append(mark)
@@ -540,6 +586,13 @@ class CallSession:
         elif name == "goodbye" and self.state is State.ENDING:
             self._log("call.goodbye_timeout", logging.WARNING, pending_marks=self.pending_marks)
             self._finish()
+        elif name == "agent_idle" and self._agent == "open" and self.state is State.ACTIVE:
+            quiet = self._clock() - self._agent_heard_at
+            limit = self.settings.agent_idle_timeout_s
+            if quiet < limit:  # heard meanwhile: check again when it could run out
+                self._act(StartTimer("agent_idle", limit - quiet))
+            else:
+                self._agent_failed(f"no frame from the agent for {quiet:.1f} s", "idle_timeout")
 
     # ------------------------------------------------------------------ ending
 
@@ -575,7 +628,8 @@ class CallSession:
             self._act(StartTimer("settle", self.settings.end_call_settle_s))
         self._maybe_finish()
 
-    def _agent_failed(self, why: str) -> None:
+    def _agent_failed(self, why: str, kind: str) -> None:
+        self.stats.agent_failure = kind
         s = self.settings
         fallback = (self.plan.fallback_number if self.plan else None) or s.fallback_number
         disposition: Disposition
@@ -607,7 +661,7 @@ class CallSession:
         self.state = State.ENDED
         reason = self.reason or EndReason.CALLER_HANGUP
         self.reason = reason
-        for name in ("start", "settle", "goodbye"):
+        for name in ("start", "settle", "goodbye", "agent_idle"):
             self._act(CancelTimer(name))
         self._settling = False
         if self._agent in ("connecting", "open"):
@@ -658,6 +712,13 @@ class CallSession:
             "bad_twilio_frames": st.bad_twilio,
             "bad_agent_frames": st.bad_agent,
             "tool_calls": st.tool_calls,
+            "frames": {
+                "from_caller": st.frames_from_caller,
+                "to_agent": st.frames_to_agent,
+                "from_agent": st.frames_from_agent,
+                "to_caller": st.frames_to_caller,
+            },
+            "agent_failure": st.agent_failure,
             "ping_ms": st.ping_ms,
             "ping_ms_max": st.ping_ms_max,
             "sequence_gaps": self._stream.gaps,

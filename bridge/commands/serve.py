@@ -5,6 +5,13 @@ emulator runs in the same process on its own loopback port, with a random API ke
 bridge is given (so signed URLs work, private agents included), and the default agent
 is one of its seeded agents unless ``BRIDGE_DEFAULT_AGENT_ID`` names another.  Both are
 logged on one line, so nobody mistakes the emulator for the real platform.
+
+Signals are ours, not uvicorn's (uvicorn would stop accepting and close every socket,
+cutting live calls): the server runs without signal capture and the first SIGTERM or
+SIGINT starts the graceful drain (:mod:`bridge.ops.drain`: readiness 503, new calls
+refused with the overflow answer, live calls run to their end or ``ops.drain_timeout_s``,
+then the notice); only then is uvicorn stopped, and the process exits 0.  A second
+signal cuts the wait short: the remaining calls get the notice at once.
 """
 
 from __future__ import annotations
@@ -16,15 +23,15 @@ import dataclasses
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 
-import uvicorn
 from starlette.applications import Starlette
 
 from bridge.app import create_app
-from bridge.asgi import running_server, uvicorn_config
+from bridge.asgi import running_server
 from bridge.config import Config, load_config, with_overrides
 from bridge.log import configure_logging, log_event
+from bridge.ops.service import Operations
 
 HELP = "run the bridge (uses the built-in Agents Platform emulator when no upstream is set)"
 
@@ -45,35 +52,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's shutdown on SIGINT/SIGTERM (a second Ctrl-C forces it), without
-    re-raising the signal afterwards: a clean stop exits with status 0."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 async def _serve(cfg: Config) -> None:
-    async with prepare(cfg) as (effective, app):
-        server = _Server(
-            uvicorn_config(
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals: list[str] = []
+    running: list[Operations] = []  # the app's operations, once it exists
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals.append(sig.name)
+        stop.set()
+        if len(signals) > 1 and running:
+            running[0].drain.force()
+            log_event(logger, "serve.signal_again", signal=sig.name, note="ending calls now")
+
+    for sig in _SIGNALS:  # before anything starts: a signal during start-up stops cleanly
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        async with prepare(cfg) as (effective, app):
+            ops: Operations = app.state.ops
+            running.append(ops)
+            async with running_server(
                 app,
                 effective.server.host,
                 effective.server.port,
                 ws_max_size=effective.server.max_message_bytes,
-            )
-        )
-        # On a signal uvicorn stops accepting, closes connections and runs the app's
-        # shutdown (where a graceful drain of live calls belongs).
-        await server.serve()
+            ) as server:
+                log_event(logger, "serve.listening", url=server.http_url)
+                await stop.wait()
+                log_event(logger, "serve.signal", signal=signals[0])
+                await ops.drain.run()
+            # Leaving the block stopped uvicorn: sockets closed, the app's shutdown ran.
+    finally:
+        for sig in _SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 @contextlib.asynccontextmanager

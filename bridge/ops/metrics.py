@@ -3,11 +3,23 @@
 One :class:`Metrics` object per app (its own ``CollectorRegistry``, so several apps in
 one test process don't collide).  Hot-path rule: nothing here is touched per audio
 frame.  Per-frame counts are kept as plain ints on the call session and added to the
-counters when the call ends (or on scrape via ``Gauge.set_function``); per-frame timing
-is sampled (1 frame in ``TRANSCODE_SAMPLE_EVERY``).
+counters when the call ends (or read on scrape via ``Gauge.set_function``); per-frame
+timing is sampled (1 frame in ``TRANSCODE_SAMPLE_EVERY``, 1 agent audio event in
+``RELAY_SAMPLE_EVERY``).
+
+Besides the bridge's own families the registry carries the standard ``process_*``
+collector (CPU seconds, RSS, open fds: the load test reads them from a remote bridge)
+and, once :meth:`Metrics.bind_loop` has run, ``bridge_asyncio_tasks`` and
+``bridge_open_sockets``, read at scrape time: a leak of either shows as a count that
+does not return to its idle value.  The store adds ``bridge_store_*`` to the same
+registry (:class:`bridge.store.writer.StoreMetrics`).
 """
 
 from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,18 +27,40 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
 TRANSCODE_SAMPLE_EVERY = 50  # one 20 ms frame per second of audio per call
+RELAY_SAMPLE_EVERY = 10  # agent audio events: ~1 a second per call at 100 ms chunks
+
+# Directions of relayed audio frames (``bridge_frames_total{direction}``).
+FROM_CALLER, TO_AGENT, FROM_AGENT, TO_CALLER = "from_caller", "to_agent", "from_agent", "to_caller"
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _FRAME_BUCKETS_S = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3)
 
 
+def open_sockets() -> int:
+    """Sockets this process holds (``/proc/self/fd`` links to ``socket:[…]``); 0 elsewhere."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return 0
+    n = 0
+    for name in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                n += 1
+        except OSError:  # closed between listdir and readlink
+            pass
+    return n
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=r)
         self.active_calls = Gauge(
             "bridge_active_calls", "Calls with a live media stream", registry=r
         )
@@ -39,6 +73,12 @@ class Metrics:
         self.webhooks_total = Counter(
             "bridge_webhooks", "Voice webhooks answered, by TwiML outcome", ["outcome"], registry=r
         )
+        self.refused_total = Counter(
+            "bridge_refused_calls",
+            "Voice webhooks turned away by admission, by reason (draining, over_capacity)",
+            ["reason"],
+            registry=r,
+        )
         self.signature_failures_total = Counter(
             "bridge_signature_failures",
             "Requests rejected for a bad X-Twilio-Signature",
@@ -47,7 +87,7 @@ class Metrics:
         )
         self.upstream_errors_total = Counter(
             "bridge_upstream_errors",
-            "Agent connection failures by kind",
+            "Agent platform failures by kind (connect step, or the socket failing mid-call)",
             ["kind"],
             registry=r,
         )
@@ -59,18 +99,23 @@ class Metrics:
         )
         self.relay_seconds = Histogram(
             "bridge_relay_seconds",
-            "Time an agent audio event spends inside the bridge (receive → sent to Twilio)",
+            "Agent audio event received → its first frame written to Twilio "
+            f"(sampled 1 in {RELAY_SAMPLE_EVERY})",
             buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
         self.agent_ping_ms = Histogram(
             "bridge_agent_ping_ms",
-            "ping_ms reported by the agent platform",
+            "ping_ms reported by the agent platform (every ping)",
             buckets=(10, 25, 50, 100, 200, 400, 800, 1600),
             registry=r,
         )
         self.frames_total = Counter(
-            "bridge_frames", "Audio frames relayed", ["direction"], registry=r
+            "bridge_frames",
+            "Audio frames relayed: Twilio media frames from_caller/to_caller, "
+            "agent audio messages to_agent/from_agent (added when each call ends)",
+            ["direction"],
+            registry=r,
         )
         self.audio_bytes_total = Counter(
             "bridge_audio_bytes", "Audio bytes relayed", ["direction"], registry=r
@@ -80,8 +125,14 @@ class Metrics:
         )
         self.dropped_audio_total = Counter(
             "bridge_dropped_audio_events",
-            "Agent audio dropped: stale after barge-in, or shed under backpressure",
+            "Audio dropped: stale after barge-in, or shed under backpressure",
             ["reason"],
+            registry=r,
+        )
+        self.bad_frames_total = Counter(
+            "bridge_bad_frames",
+            "Malformed frames received, by peer (twilio, agent)",
+            ["peer"],
             registry=r,
         )
         self.transcode_seconds = Histogram(
@@ -91,14 +142,18 @@ class Metrics:
             buckets=_FRAME_BUCKETS_S,
             registry=r,
         )
-        self.record_write_failures_total = Counter(
-            "bridge_record_write_failures", "Failed call-record write attempts", registry=r
-        )
-        self.pending_record_writes = Gauge(
-            "bridge_pending_record_writes", "Call-record writes queued for SQLite", registry=r
-        )
         self.open_tasks = Gauge("bridge_asyncio_tasks", "asyncio tasks alive", registry=r)
+        self.open_sockets = Gauge(
+            "bridge_open_sockets", "Sockets held by the process (listening included)", registry=r
+        )
         self.draining = Gauge("bridge_draining", "1 while draining for shutdown", registry=r)
+        self.ready = Gauge("bridge_ready", "1 when /readyz answers 200", registry=r)
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop, ready: Callable[[], bool]) -> None:
+        """Read task count, sockets and readiness on scrape (the app's start-up calls it)."""
+        self.open_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
+        self.open_sockets.set_function(open_sockets)
+        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

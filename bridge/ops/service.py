@@ -1,0 +1,71 @@
+"""Operations of one app, in one object (``app.state.ops``): drain, readiness, metrics.
+
+:func:`bridge.app.create_app` builds it and plugs it in:
+
+* ``services.admission`` becomes the :class:`~bridge.ops.drain.Drain` wrapping the
+  admission it was given (the telephony caps then wrap the drain and ask it first);
+* ``/healthz``, ``/readyz``, ``/metrics`` join the app's routes (:func:`routes`);
+* :meth:`lifespan` binds the scrape-time gauges to the running loop and runs the
+  upstream probe (:mod:`bridge.ops.upstream`) while the app is up.
+
+``bridge serve`` calls ``await ops.drain.run()`` on SIGTERM before stopping the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from bridge.call.services import CallServices
+from bridge.config import OpsConfig
+from bridge.ops.drain import Drain
+from bridge.ops.health import Readiness, health_routes, readiness
+from bridge.ops.upstream import Probe, probe_loop
+from bridge.platform.client import PlatformClient
+
+
+class Operations:
+    def __init__(
+        self, cfg: OpsConfig, services: CallServices, platform: PlatformClient | None
+    ) -> None:
+        self.cfg = cfg
+        self.services = services
+        self.metrics = services.metrics
+        self.upstream = services.upstream
+        self.drain = Drain(cfg, services.calls, services.metrics, inner=services.admission)
+        services.admission = self.drain
+        self.probe: Probe | None = None
+        if platform is not None:
+            self.probe = lambda: platform.list_agents(page_size=1)
+
+    def readiness(self) -> Readiness:
+        return readiness(
+            draining=self.drain.draining,
+            store=self.services.store,
+            upstream=self.upstream,
+            stale_s=self.cfg.upstream_stale_s,
+        )
+
+    def routes(self) -> list[BaseRoute]:
+        return health_routes(self.metrics, self.readiness)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.metrics.bind_loop(asyncio.get_running_loop(), lambda: self.readiness().ready)
+        probe: asyncio.Task[None] | None = None
+        if self.probe is not None and self.cfg.upstream_probe_interval_s > 0:
+            probe = asyncio.create_task(
+                probe_loop(self.upstream, self.probe, self.cfg.upstream_probe_interval_s),
+                name="upstream-probe",
+            )
+        try:
+            yield
+        finally:
+            if probe is not None:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
