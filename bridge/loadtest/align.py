@@ -53,6 +53,7 @@ class EchoResult(msgspec.Struct, frozen=True):
     frames_sent: int  # probe noise frames the caller sent
     frames_matched: int  # found in the heard audio
     frames_lost: int  # sent but never heard back
+    frames_unheard: int  # the last frames, not back yet when the call ended (overload)
     frames_pending: int  # sent, not judged yet (0 after the final advance)
     setup_frames: int  # matched but sent before any audio came back: no relay latency
     out_of_order: int  # heard before a frame sent earlier
@@ -138,6 +139,7 @@ class EchoAligner:
         self.gap_events = 0
         self.gap_samples = 0
         self.setup_frames = 0  # matched, but sent before the first audio came back
+        self.unheard = 0  # the trailing frames still on their way when the call ended
         self.latencies: list[float] = []  # seconds, in frame order
         self.latency_sent_at: list[float] = []  # send time of each latency sample
         self._snr: float | None = None
@@ -212,8 +214,13 @@ class EchoAligner:
             if not self._search_one(heard, final):
                 break
         if final:
-            # Whatever was sent and never found is lost.
-            self.lost += limit - self._k
+            rest = limit - self._k
+            if self.lag is not None and self.lag + FRAME_SAMPLES * self._k >= n:
+                # Still on its way when the call ended (the echo lagged behind the
+                # caller's tail of silence): not heard, but not shown to be lost either.
+                self.unheard += rest
+            else:
+                self.lost += rest  # sent and never found
             self._k = limit
             self._final = True
             self._snr = self._tone_snr(heard)
@@ -269,6 +276,8 @@ class EchoAligner:
         want_hi = expected + FRAME_SAMPLES + self.search_samples
         if heard.size < want_hi and not final:
             return False
+        if final and expected >= heard.size:
+            return False  # not back when the call ended: counted as unheard, not lost
         hi = min(heard.size, want_hi)
         pos, score = _search(self._ref[k], heard[lo:hi].astype(np.float64))
         if pos < 0 or score < self.threshold:
@@ -333,6 +342,7 @@ class EchoAligner:
             frames_sent=min(self._n_sent, self.probe.noise_frames),
             frames_matched=self.matched,
             frames_lost=self.lost,
+            frames_unheard=self.unheard,
             frames_pending=min(self._n_sent, self.probe.noise_frames) - self._k,
             setup_frames=self.setup_frames,
             out_of_order=self.out_of_order,

@@ -64,6 +64,7 @@ class Integrity(msgspec.Struct, frozen=True):
     probe_frames_sent: int
     probe_frames_received: int
     probe_frames_lost: int
+    probe_frames_unheard: int  # trailing frames still in flight at hang-up
     out_of_order: int
     gap_events: int
     gap_ms: float
@@ -181,6 +182,7 @@ def aggregate(
         probe_frames_sent=sum(e.frames_sent for e in echoes),
         probe_frames_received=sum(e.frames_matched for e in echoes),
         probe_frames_lost=sum(e.frames_lost for e in echoes),
+        probe_frames_unheard=sum(e.frames_unheard for e in echoes),
         out_of_order=sum(e.out_of_order for e in echoes),
         gap_events=sum(e.gap_events for e in echoes),
         gap_ms=sum(e.gap_ms for e in echoes),

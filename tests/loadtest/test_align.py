@@ -118,6 +118,15 @@ def test_a_long_outage_then_recovery_loses_exactly_the_missing_frames():
     assert r.frames_lost == 100 and r.frames_matched == 200
 
 
+def test_frames_still_in_flight_at_hang_up_are_unheard_not_lost():
+    probe = make_probe(2.0, 0.0, seed=15)
+    frames = _frames(probe.ulaw)
+    # frame 30 went missing; the call ended while the echo of frames 90-99 was in flight
+    heard = frames[:30] + frames[31:90]
+    r = _align(probe, heard).result()
+    assert (r.frames_matched, r.frames_lost, r.frames_unheard) == (89, 1, 10)
+
+
 def test_another_calls_audio_never_matches():
     mine, theirs = make_probe(1.0, 0.0, seed=6), make_probe(1.0, 0.0, seed=7)
     r = _align(mine, _frames(theirs.ulaw)).result()
@@ -178,6 +187,9 @@ def test_rechunked_audio_latency_is_the_same_for_every_frame():
 def test_every_dropped_frame_is_counted_lost(dropped: set[int]):
     probe = make_probe(2.0, 0.0, seed=12)
     kept = [f for i, f in enumerate(_frames(probe.ulaw)) if i not in dropped]
-    r = _align(probe, kept).result()
-    assert r.frames_lost == len(dropped)
+    # the caller's silent tail comes back after the probe, so a dropped last frame is
+    # known to be lost, not merely late
+    tail = [ulaw_encode(bytes(2 * F))] * 30
+    r = _align(probe, kept + tail).result()
+    assert r.frames_lost == len(dropped) and r.frames_unheard == 0
     assert r.frames_matched + r.frames_lost == r.frames_sent == 100

@@ -44,7 +44,12 @@ def test_smoke_run_completes_and_accounts_for_every_frame(tmp_path, capsys):
     integ = phase["integrity"]
     # 4 s calls: 0.6 s tail, 1 s tone, 2.4 s of probe noise = 120 frames per call
     assert integ["probe_frames_sent"] == 5 * 120
-    assert integ["probe_frames_received"] + integ["probe_frames_lost"] == integ["probe_frames_sent"]
+    # every frame accounted for: heard back, or lost, or (only on a badly overloaded
+    # machine, where the echo lags more than the caller's 0.6 s tail) still on its way
+    assert (
+        integ["probe_frames_received"] + integ["probe_frames_lost"] + integ["probe_frames_unheard"]
+        == integ["probe_frames_sent"]
+    )
     assert integ["probe_frames_lost"] == 0 and integ["out_of_order"] == 0
     # loopback: every byte the callers sent was heard back, give or take the audio in
     # flight (the resamplers' delay) when they hung up

@@ -18,7 +18,7 @@ MIB = 1024 * 1024
 
 
 def _echo(sent: int, lost: int) -> EchoResult:
-    return EchoResult(sent, sent - lost, lost, 0, 0, 0, 0, 0.0, 1.9, 35.0)
+    return EchoResult(sent, sent - lost, lost, 0, 0, 0, 0, 0, 0.0, 1.9, 35.0)
 
 
 def _rec(i: int, outcome=CallOutcome.COMPLETED, reason="caller hung up", start=0.0, s=10.0):
