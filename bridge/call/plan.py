@@ -18,6 +18,11 @@ from bridge.routing import RoutingTable
 # <Parameter>s the bridge itself writes; they steer the call and are not agent variables.
 CONTROL_PARAMETERS = frozenset({"agent_id", "first_message"})
 RESERVED_PREFIX = "system__"
+# Twilio's own limits on <Parameter>: a name and value together under 500 characters.
+# Real streams never exceed them; a forged or broken one is cut down to size here, so
+# nothing unbounded reaches the agent's dynamic variables or the logs.
+MAX_PARAMETER_CHARS = 500
+MAX_PARAMETERS = 100
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,15 @@ class CallPlan:
     language: str | None = None
     dynamic_variables: Mapping[str, str] = field(default_factory=dict)
     fallback_number: str | None = None
+
+
+def bounded_parameters(params: Mapping[str, str]) -> tuple[dict[str, str], int]:
+    """``customParameters`` within Twilio's limits, and how many were dropped."""
+    kept: dict[str, str] = {}
+    for name, value in params.items():
+        if len(name) + len(value) < MAX_PARAMETER_CHARS and len(kept) < MAX_PARAMETERS:
+            kept[name] = value
+    return kept, len(params) - len(kept)
 
 
 def plan_for_stream(params: Mapping[str, str], routing: RoutingTable) -> CallPlan | None:

@@ -87,7 +87,7 @@ from bridge.call.actions import (
     UpdateRecord,
 )
 from bridge.call.frames import AGENT_AUDIO_PREFIX, TWILIO_AUDIO_PREFIX, FrameQueue
-from bridge.call.plan import CallPlan, dynamic_variables
+from bridge.call.plan import CallPlan, bounded_parameters, dynamic_variables
 from bridge.config import Config
 from bridge.convai import messages as convai
 from bridge.errors import AudioFormatError, ConvaiProtocolError, TwilioProtocolError
@@ -287,7 +287,11 @@ class CallSession:
 
     def _on_start(self, start: twilio.StartBody) -> None:
         self.call_sid, self.stream_sid = start.callSid, start.streamSid
-        self.parameters = start.customParameters
+        self.parameters, cut = bounded_parameters(start.customParameters)
+        if cut:
+            self._log(
+                "call.parameters_dropped", logging.WARNING, dropped=cut, kept=len(self.parameters)
+            )
         self._started_at = self._clock()
         self._act(CancelTimer("start"))
         plan = self.plan = self._resolve(self.parameters)
@@ -343,6 +347,8 @@ class CallSession:
         t0 = perf_counter() if sample else 0.0
         try:
             out = self._in.process_b64(payload)
+            if out is payload:  # passthrough: still check it, or the agent drops the call
+                binascii.a2b_base64(payload, strict_mode=True)
         except (binascii.Error, ValueError, AudioFormatError) as e:
             self.caller_garbage(TwilioProtocolError(f"media payload: {e}"))
             return

@@ -93,6 +93,13 @@ class CloseStep(_Step, tag="close"):
             raise ValueError(f"close code {self.code} cannot be sent in a close frame")
 
 
+class RawStep(_Step, tag="raw"):
+    """Send ``frames`` verbatim as text frames: fault injection (malformed JSON, wrong
+    field types, unknown events) for testing what a client does with a broken platform."""
+
+    frames: list[str]
+
+
 class StallStep(_Step, tag="stall"):
     """Go silent: no more pings, audio or replies; the socket stays open until the client
     gives up (how a hung agent looks from the bridge)."""
@@ -106,6 +113,7 @@ Step = (
     | ToolCallStep
     | EndCallStep
     | CloseStep
+    | RawStep
     | StallStep
 )
 

@@ -77,6 +77,7 @@ from bridge.emulator.platform.behaviour import (
     EndCallStep,
     ListenStep,
     PlayStep,
+    RawStep,
     StallStep,
     Step,
     ToolCallStep,
@@ -637,6 +638,9 @@ class EmulatedConversation:
                 self._close(CLOSE_NORMAL, reason)
             case CloseStep(code=code, reason=reason):
                 self._close(code, reason)
+            case RawStep(frames=frames):
+                self._outbox.extend(SendText(f) for f in frames)
+                self.record.notes.append(f"sent {len(frames)} raw frames")
             case StallStep():
                 self.stalled = True
                 self._replies.clear()

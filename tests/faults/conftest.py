@@ -1,0 +1,213 @@
+"""Peers that misbehave, on real loopback sockets, and a bridge to point at them.
+
+* :func:`closed_port`: a port nothing listens on (connect → refused);
+* :func:`silent_server`: a socket that accepts and never says a word (connect → hangs);
+* :func:`status_server`: an HTTP server answering every request with one status;
+* :func:`fault_bridge`: the bridge (``create_app``) against the platform emulator, with
+  the pieces a fault test swaps in (connector, store, session settings, env).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import itertools
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from websockets.asyncio.client import ClientConnection, connect
+
+from bridge.app import create_app
+from bridge.asgi import running_server
+from bridge.call.session import SessionSettings
+from bridge.config import with_overrides
+from bridge.convai.client import AgentConnector
+from bridge.store import Store
+from bridge.twilio import media as twilio
+from bridge.twilio.signature import compute_signature
+from tests.e2e.conftest import E2E, TOKEN, bridge_config
+from tests.fixtures.platform_emulator import PlatformEmulator
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # closed again: connecting is refused
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """Accepts connections, reads and never answers; yields its port."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for w in held:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def status_server(status: int) -> AsyncIterator[tuple[str, list[str]]]:
+    """Every request answered with ``status`` (a JSON error body); yields (url, paths seen)."""
+    seen: list[str] = []
+
+    async def answer(request: Request) -> Response:
+        await request.body()
+        seen.append(f"{request.method} {request.url.path}")
+        return JSONResponse({"code": 20500, "message": "injected", "status": status}, status)
+
+    app = Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST", "DELETE"])])
+    async with running_server(app) as server:
+        yield server.http_url, seen
+
+
+@contextlib.asynccontextmanager
+async def fault_bridge(
+    platform: PlatformEmulator,
+    *,
+    connector: AgentConnector | None = None,
+    store: Store | None = None,
+    settings: SessionSettings | None = None,
+    calls: dict[str, Any] | None = None,
+    ops: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
+    **env: str,
+) -> AsyncIterator[E2E]:
+    cfg = bridge_config(platform, **env)
+    # One routing sync at start, no periodic one: an idle app then has a fixed task set.
+    cfg = with_overrides(cfg, platform=_replace(cfg.platform, {"sync_interval_s": 0}))
+    if calls:
+        cfg = with_overrides(cfg, calls=_replace(cfg.calls, calls))
+    if ops:
+        cfg = with_overrides(cfg, ops=_replace(cfg.ops, ops))
+    if server:
+        cfg = with_overrides(cfg, server=_replace(cfg.server, server))
+    own_store = store is None
+    store = store if store is not None else Store(":memory:")
+    app = create_app(cfg, store=store, connector=connector, settings=settings)
+    try:
+        async with running_server(app, ws_max_size=cfg.server.max_message_bytes) as server:
+            await eventually(
+                lambda: not any(t.get_name() == "routing-sync" for t in asyncio.all_tasks())
+            )
+            yield E2E(platform, server, app, store)
+    finally:
+        if own_store:
+            store.close()
+
+
+def _replace(section: Any, values: dict[str, Any]) -> Any:
+    return dataclasses.replace(section, **values)
+
+
+def metric(app: Starlette, name: str, **labels: str) -> float:
+    value = app.state.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else float(value)
+
+
+async def eventually(
+    pred: Callable[[], bool], timeout_s: float = 10.0, why: Callable[[], object] = lambda: ""
+) -> None:
+    """Wait for ``pred`` (a state the system reaches by itself); fail after ``timeout_s``."""
+    for _ in range(int(timeout_s / 0.02)):
+        if pred():
+            return
+        await asyncio.sleep(0.02)
+    assert pred(), f"condition not reached in time {why()}"
+
+
+def task_names() -> list[str]:
+    """Names and coroutines of the loop's live tasks (for leak messages)."""
+    return sorted(f"{t.get_name()}:{t.get_coro()}" for t in asyncio.all_tasks())
+
+
+# --------------------------------------------------------------------------- raw Twilio side
+
+STREAM_URL = "wss://bridge.test/twilio/media"  # as the bridge's TwiML names it (PUBLIC)
+SILENCE_B64 = base64.b64encode(b"\xff" * 160).decode()  # 20 ms of mu-law silence
+
+
+class RawStream:
+    """A media stream written by hand: what Twilio would send, or what it never would."""
+
+    def __init__(self, ws: ClientConnection, call_sid: str, stream_sid: str):
+        self.ws = ws
+        self.call_sid = call_sid
+        self.stream_sid = stream_sid
+        self.seq = 1
+
+    async def start(self, params: dict[str, str]) -> None:
+        await self.ws.send(twilio.encode(twilio.Connected()))
+        body = twilio.StartBody(
+            streamSid=self.stream_sid, callSid=self.call_sid, customParameters=params
+        )
+        start = twilio.Start(sequenceNumber="1", start=body, streamSid=self.stream_sid)
+        await self.ws.send(twilio.encode(start))
+
+    def media_frame(self, payload_b64: str = SILENCE_B64, seq: str | None = None) -> str:
+        """A media frame; ``seq`` replaces the next sequence number (absurd ones too)."""
+        self.seq += 1
+        return (
+            '{"event":"media","sequenceNumber":"'
+            + (seq if seq is not None else str(self.seq))
+            + '","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"'
+            + payload_b64
+            + '"},"streamSid":"'
+            + self.stream_sid
+            + '"}'
+        )
+
+    async def media(self, payload_b64: str = SILENCE_B64) -> None:
+        await self.ws.send(self.media_frame(payload_b64))
+
+    async def stop(self) -> None:
+        self.seq += 1
+        stop = twilio.Stop(
+            sequenceNumber=str(self.seq),
+            stop=twilio.StopBody(callSid=self.call_sid),
+            streamSid=self.stream_sid,
+        )
+        await self.ws.send(twilio.encode(stop))
+
+
+_sids = itertools.count(1)
+
+
+@contextlib.asynccontextmanager
+async def raw_stream(
+    e2e: E2E, *, rcvbuf: int | None = None, max_size: int | None = 1 << 24
+) -> AsyncIterator[RawStream]:
+    """A signed media-stream connection to the bridge, not started yet."""
+    n = next(_sids)
+    sock = socket.socket()
+    if rcvbuf is not None:  # a tiny window: the bridge's sends back up quickly
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", e2e.server.port))
+    headers = {"X-Twilio-Signature": compute_signature(TOKEN, STREAM_URL, {})}
+    async with connect(
+        e2e.server.ws_url + "/twilio/media",
+        sock=sock,
+        additional_headers=headers,
+        max_size=max_size,
+        max_queue=1 if rcvbuf is not None else 16,
+    ) as ws:
+        yield RawStream(ws, f"CA{n:032d}", f"MZ{n:032d}")
