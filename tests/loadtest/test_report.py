@@ -104,3 +104,12 @@ def test_summary_and_plain_progress(tmp_path):
     text = (tmp_path / "o.txt").read_text()
     assert "relay latency p99 ms" in text and "150.0" in text
     assert "active=3 completed=1 errors=0 p99_ms=4.5" in text
+
+
+def test_png_skipped_with_a_clear_message_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now raises ImportError
+    path, why = write_png(_report(), tmp_path)
+    assert path is None and why is not None and "bridge[report]" in why
+    assert not (tmp_path / "report.png").exists()
