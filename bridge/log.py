@@ -32,6 +32,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, separators=(",", ":"))
 
 
+# Libraries that log wire detail: httpx every request URL at INFO, websockets the
+# request line at DEBUG (a signed URL's token) and every frame (audio), httpcore and
+# twilio their requests.  URLs can carry tokens and frames carry audio, and all of it
+# would drown the call events: only their warnings come through, at any bridge level.
+QUIET_LIBRARIES = ("httpx", "httpcore", "websockets", "twilio", "aiohttp", "hpack")
+
+
 def configure_logging(level: str = "info", stream: Any = None) -> None:
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
@@ -40,9 +47,8 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # httpx logs every request URL at INFO; request URLs can carry tokens (signed URLs)
-    # and would drown the call events, so only its warnings come through.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     logging.Formatter.converter = time.gmtime
 
 
