@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from bridge.app import create_app
 from bridge.asgi import running_server
@@ -153,6 +154,7 @@ class RawStream:
         self.call_sid = call_sid
         self.stream_sid = stream_sid
         self.seq = 1
+        self.received: list[str | bytes] = []
 
     async def start(self, params: dict[str, str]) -> None:
         await self.ws.send(twilio.encode(twilio.Connected()))
@@ -210,4 +212,24 @@ async def raw_stream(
         max_size=max_size,
         max_queue=1 if rcvbuf is not None else 16,
     ) as ws:
-        yield RawStream(ws, f"CA{n:032d}", f"MZ{n:032d}")
+        stream = RawStream(ws, f"CA{n:032d}", f"MZ{n:032d}")
+        if rcvbuf is not None:  # a caller that never reads: its close could not finish
+            try:
+                yield stream
+            finally:
+                ws.transport.abort()
+            return
+        reader = asyncio.create_task(_read_all(stream))
+        try:
+            yield stream
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+async def _read_all(stream: RawStream) -> None:
+    """Read what the bridge sends (as Twilio does), so the closing handshake completes."""
+    with contextlib.suppress(ConnectionClosed):
+        async for message in stream.ws:
+            stream.received.append(message)
