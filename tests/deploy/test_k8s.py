@@ -169,13 +169,17 @@ def test_service_and_ingress_route_to_the_pods(res: dict[str, dict[str, Any]]) -
 
     ing = res["Ingress"]
     [rule] = ing["spec"]["rules"]
-    [path] = rule["http"]["paths"]
-    backend = path["backend"]["service"]
-    assert backend["name"] == svc["metadata"]["name"]
-    assert (
-        backend["port"].get("name") == sport["name"]
-        or backend["port"].get("number") == sport["port"]
-    )
+    paths = rule["http"]["paths"]
+    # Twilio's routes and the token-protected admin API only: metrics and probes are
+    # not published to the internet.
+    assert sorted(p["path"] for p in paths) == ["/admin", "/twilio"]
+    for path in paths:
+        backend = path["backend"]["service"]
+        assert backend["name"] == svc["metadata"]["name"]
+        assert (
+            backend["port"].get("name") == sport["name"]
+            or backend["port"].get("number") == sport["port"]
+        )
     assert ing["spec"]["tls"][0]["hosts"] == [rule["host"]]
     # WebSocket calls last minutes: proxy timeouts at least the drain timeout.
     ann = ing["metadata"]["annotations"]
