@@ -41,6 +41,7 @@ from bridge.log import log_event
 from bridge.store.records import CallRecord, CallStatus
 from bridge.twilio import responses as twiml
 from bridge.twilio.signature import is_valid, is_valid_ws_upgrade
+from bridge.twilio.status import status_update
 
 logger = logging.getLogger("bridge.twilio")
 
@@ -67,7 +68,7 @@ def _xml(body: str) -> Response:
     return Response(body, media_type=twiml.TWIML_CONTENT_TYPE)
 
 
-async def _signed_form(request: Request) -> dict[str, str] | Response:
+async def signed_form(request: Request) -> dict[str, str] | Response:
     """The form parameters of a Twilio webhook, or the error response to send instead."""
     services = _services(request)
     path = request.url.path
@@ -100,7 +101,7 @@ async def _signed_form(request: Request) -> dict[str, str] | Response:
 
 async def inbound(request: Request) -> Response:
     services = _services(request)
-    params = await _signed_form(request)
+    params = await signed_form(request)
     if isinstance(params, Response):
         return params
     call_sid = params.get("CallSid", "")
@@ -164,7 +165,7 @@ async def inbound(request: Request) -> Response:
 async def after_stream(request: Request) -> Response:
     """Twilio asks what to do now that the stream is closed: the session decided."""
     services = _services(request)
-    params = await _signed_form(request)
+    params = await signed_form(request)
     if isinstance(params, Response):
         return params
     call_sid = params.get("CallSid", "")
@@ -183,7 +184,7 @@ async def after_stream(request: Request) -> Response:
 
 async def call_status(request: Request) -> Response:
     services = _services(request)
-    params = await _signed_form(request)
+    params = await signed_form(request)
     if isinstance(params, Response):
         return params
     call_sid, status = params.get("CallSid", ""), params.get("CallStatus", "")
@@ -195,20 +196,21 @@ async def call_status(request: Request) -> Response:
         duration=params.get("CallDuration"),
         sip_code=params.get("SipResponseCode"),
     )
-    if services.store is not None and call_sid and status in _CALL_STATUSES:
-        fields: dict[str, object] = {"status": status}
-        duration = params.get("CallDuration", "")
-        if duration.isdigit():
-            fields["duration_s"] = float(duration)
+    if services.store is not None and call_sid:
         try:
-            services.store.update_call(call_sid, **fields)
+            rec = services.store.get_call(call_sid)
+            fields = status_update(
+                rec.status if rec else None, rec.end_reason if rec else None, params
+            )
+            if fields is not None:
+                services.store.update_call(call_sid, **fields)
         except BridgeError as e:
             log_event(logger, "call.record_failed", logging.ERROR, call_sid=call_sid, error=str(e))
     return Response(status_code=204)
 
 
 async def stream_status(request: Request) -> Response:
-    params = await _signed_form(request)
+    params = await signed_form(request)
     if isinstance(params, Response):
         return params
     event = params.get("StreamEvent", "")

@@ -9,7 +9,7 @@
 ==================================  ====================================================
 
 The Twilio callbacks are signature-checked exactly like the call bridge's own
-(:func:`bridge.call.endpoints._signed_form`).
+(:func:`bridge.call.endpoints.signed_form`).
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from starlette.routing import BaseRoute, Route
 
 from bridge.admin.decode import check_unknown_params, decode_body
 from bridge.admin.routes import error_response, json_response
-from bridge.call.endpoints import _signed_form
+from bridge.call.endpoints import signed_form
 from bridge.errors import BridgeError
 from bridge.log import log_event
 from bridge.telephony.dialer import AMD_PATH, OUTBOUND_STATUS_PATH, Dialer, RateLimited
 from bridge.telephony.features import Telephony
-from bridge.telephony.outbound import FINAL_STATUSES, OutboundCall, progress
+from bridge.telephony.outbound import OutboundCall
 from bridge.telephony.voicemail import ANSWERED_BY
+from bridge.twilio.status import FINAL_STATUSES, status_update
 
 logger = logging.getLogger("bridge.telephony")
 
@@ -60,7 +61,7 @@ class TelephonyEndpoints:
         return json_response(result, 201)
 
     async def outbound_status(self, request: Request) -> Response:
-        params = await _signed_form(request)
+        params = await signed_form(request)
         if isinstance(params, Response):
             return params
         sid, reported = params.get("CallSid", ""), params.get("CallStatus", "")
@@ -79,21 +80,17 @@ class TelephonyEndpoints:
             self.telephony.capacity.release(sid)
         try:
             rec = store.get_call(sid)
-            new = progress(rec.status if rec is not None else None, reported)
-            if new is not None:
-                fields: dict[str, object] = {"status": new}
-                duration = params.get("CallDuration", "")
-                if duration.isdigit():
-                    fields["duration_s"] = float(duration)
-                if new in FINAL_STATUSES and rec is not None and rec.end_reason is None:
-                    fields["end_reason"] = new.replace("-", "_")
+            fields = status_update(
+                rec.status if rec else None, rec.end_reason if rec else None, params
+            )
+            if fields is not None:
                 store.update_call(sid, **fields)
         except BridgeError as e:
             log_event(logger, "telephony.record_failed", logging.ERROR, call_sid=sid, error=str(e))
         return Response(status_code=204)
 
     async def amd(self, request: Request) -> Response:
-        params = await _signed_form(request)
+        params = await signed_form(request)
         if isinstance(params, Response):
             return params
         sid, value = params.get("CallSid", ""), params.get("AnsweredBy", "")

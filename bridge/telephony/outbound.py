@@ -38,9 +38,6 @@ CONTEXT_PARAMETERS: Final = frozenset(
 )
 
 MachineDetection = Literal["Enable", "DetectMessageEnd"]
-# Twilio's call progress, in order; a later status never goes back to an earlier one.
-STATUS_ORDER: Final = ("queued", "initiated", "ringing", "in-progress")
-FINAL_STATUSES: Final = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
 
 class OutboundCall(
@@ -151,24 +148,6 @@ def check_twiml_size(twiml: str) -> str:
             f"the call context makes {len(twiml)} characters of TwiML; Twilio takes {MAX_TWIML}",
         )
     return twiml
-
-
-def progress(current: str | None, reported: str) -> str | None:
-    """The status to record when Twilio reports ``reported`` (None: keep ``current``).
-
-    Status callbacks can arrive out of order (``ringing`` after ``in-progress``); a final
-    status is never replaced.  Twilio's ``initiated`` is recorded as ``queued``.
-    """
-    new = "queued" if reported == "initiated" else reported
-    if new not in STATUS_ORDER and new not in FINAL_STATUSES:
-        return None
-    if current in FINAL_STATUSES:
-        return None
-    if new in FINAL_STATUSES:
-        return new
-    if current in STATUS_ORDER and STATUS_ORDER.index(new) <= STATUS_ORDER.index(current):
-        return None
-    return new
 
 
 # --------------------------------------------------------------------------- rate limit

@@ -10,7 +10,6 @@ from bridge.telephony.outbound import (
     RateLimiter,
     ResolvedCall,
     check_twiml_size,
-    progress,
     resolve,
     stream_parameters,
 )
@@ -130,27 +129,6 @@ def test_over_long_parameter_is_refused_naming_the_field() -> None:
     with pytest.raises(InputError):
         check_twiml_size("x" * 4001)
     assert check_twiml_size("x" * 4000) == "x" * 4000
-
-
-@pytest.mark.parametrize(
-    ("current", "reported", "recorded"),
-    [
-        (None, "initiated", "queued"),
-        ("queued", "ringing", "ringing"),
-        ("ringing", "in-progress", "in-progress"),
-        ("in-progress", "ringing", None),  # late callback: never go back
-        ("in-progress", "completed", "completed"),
-        ("ringing", "no-answer", "no-answer"),
-        ("queued", "busy", "busy"),
-        ("completed", "in-progress", None),
-        ("busy", "completed", None),
-        ("queued", "answered", None),  # not a CallStatus value
-    ],
-)
-def test_progress_only_moves_forward(
-    current: str | None, reported: str, recorded: str | None
-) -> None:
-    assert progress(current, reported) == recorded
 
 
 def test_rate_limiter_token_bucket() -> None:
