@@ -37,11 +37,16 @@ Audio paths:
 * caller → agent: each ``media`` payload is transcoded to the agent's input format and
   sent as ``{"user_audio_chunk": …}``.  Before the agent's formats are known it is kept
   raw (up to ``caller_buffer_ms``, oldest shed) and sent once they are.
-* agent → caller: each ``audio`` event is transcoded to mu-law 8000, cut into media
-  frames of at most ``out_chunk_bytes`` (100 ms), and followed by one mark named
-  ``audio-<event_id>``.  A mark echo means Twilio has played (or cleared) everything
-  before it, so "no marks pending" means the caller has heard all we sent.  The agent is
-  only opened once ``start`` names the stream, so agent audio can never precede it.
+* agent → caller: each ``audio`` event is transcoded to mu-law 8000 and cut into media
+  frames of at most ``out_chunk_bytes`` (100 ms).  A mark named ``audio-<event_id>``
+  (the newest event it covers) follows once ``mark_every_bytes`` (100 ms) of audio has
+  gone out unmarked, and always when the call is ending or a tool plays something.  A
+  mark echo means Twilio has played (or cleared) everything before it, so "no marks
+  pending and nothing unmarked" means the caller has heard all we sent.  Why not one mark
+  per event: an agent sending 20 ms events made marks a third of all frames, both ways;
+  nothing needs finer news of playout than 100 ms while the call goes on, and the goodbye
+  wait marks its last audio at once.  The agent is only opened once ``start`` names the
+  stream, so agent audio can never precede it.
 * barge-in: ``interruption`` drops unsent audio, sends ``clear``, resets the outbound
   resampler, and every later ``audio`` event with ``event_id`` ≤ the interrupted id is
   dropped as stale (the official SDK's rule).
@@ -123,6 +128,7 @@ class SessionSettings:
     agent_idle_timeout_s: float = 30.0
     end_call_settle_s: float = 0.5
     out_chunk_bytes: int = 800  # 100 ms of mu-law per outbound media frame
+    mark_every_bytes: int = 800  # at most one mark per 100 ms of audio while ACTIVE
     # Backpressure bounds (queued JSON text): ~60 s of audio toward Twilio (100 ms of
     # mu-law is ~1150 chars as a media frame), ~11 s toward the agent at 48 kHz PCM
     # (128 000 base64 chars a second).  Beyond them the oldest audio is shed, counted.
@@ -211,6 +217,8 @@ class CallSession:
         self._early_bytes = 0
         self._interrupted_id = -1
         self._pending_marks: deque[str] = deque()
+        self._unmarked = ""  # the mark the audio queued since the last mark will get
+        self._unmarked_bytes = 0
         self._settling = False
         self._tail_flushed = False
         self._created_at = clock()
@@ -236,7 +244,8 @@ class CallSession:
 
     @property
     def pending_marks(self) -> int:
-        return len(self._pending_marks)
+        """Marks not yet echoed, plus one for audio queued but not marked yet."""
+        return len(self._pending_marks) + (1 if self._unmarked else 0)
 
     # ------------------------------------------------------------------ caller side
 
@@ -526,6 +535,7 @@ class CallSession:
         # marks it had, which we stop waiting for.
         self.to_twilio.clear()
         self._pending_marks.clear()
+        self._unmarked, self._unmarked_bytes = "", 0
         self.to_twilio.push(twilio.encode(twilio.Clear(streamSid=self.stream_sid)))
         if self._out is not None:
             self._out.reset()
@@ -565,20 +575,37 @@ class CallSession:
 
     def play_to_caller(self, ulaw: bytes, label: str) -> None:
         if self.state in (State.ACTIVE, State.ENDING) and not self._caller_gone:
-            self._send_caller_audio(ulaw, label)
+            self._send_caller_audio(ulaw, label, mark_now=True)
 
-    def _send_caller_audio(self, ulaw: bytes, mark: str) -> None:
+    def _send_caller_audio(self, ulaw: bytes, mark: str, *, mark_now: bool = False) -> None:
         step = self.settings.out_chunk_bytes
         sid = self.stream_sid
-        for i in range(0, len(ulaw), step):
-            self.to_twilio.push(twilio.media_frame(sid, twilio.encode_payload(ulaw[i : i + step])))
-            self.stats.frames_to_caller += 1
-        mark_msg = twilio.OutMark(streamSid=sid, mark=twilio.MarkBody(name=mark))
-        self.to_twilio.push(twilio.encode(mark_msg))
-        self._pending_marks.append(mark)
-        self.stats.bytes_out += len(ulaw)
-        if self._first_audio_at is None and ulaw:
+        push = self.to_twilio.push
+        n = len(ulaw)
+        for i in range(0, n, step):
+            push(twilio.media_frame(sid, twilio.encode_payload(ulaw[i : i + step])))
+        self.stats.frames_to_caller += -(-n // step)
+        self.stats.bytes_out += n
+        self._unmarked = mark
+        self._unmarked_bytes += n
+        if (
+            mark_now
+            or self._unmarked_bytes >= self.settings.mark_every_bytes
+            or self.state is not State.ACTIVE
+        ):
+            self._push_mark()
+        if self._first_audio_at is None and n:
             self._first_audio_at = self._clock()
+
+    def _push_mark(self) -> None:
+        """Mark the audio queued since the last mark (named for its newest event)."""
+        name = self._unmarked
+        if not name:
+            return
+        mark_msg = twilio.OutMark(streamSid=self.stream_sid, mark=twilio.MarkBody(name=name))
+        self.to_twilio.push(twilio.encode(mark_msg))
+        self._pending_marks.append(name)
+        self._unmarked, self._unmarked_bytes = "", 0
 
     # ------------------------------------------------------------------ timers
 
@@ -657,6 +684,8 @@ class CallSession:
             tail = self._out.flush()
             if tail and not self._caller_gone:
                 self._send_caller_audio(tail, "audio-tail")
+        if self._unmarked and not self._caller_gone:
+            self._push_mark()  # the goodbye's last words must be heard before we close
         if self._pending_marks and not self._caller_gone:
             return
         self._finish()

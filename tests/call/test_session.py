@@ -180,6 +180,46 @@ def test_agent_audio_is_chunked_and_followed_by_one_mark(h: Harness) -> None:
     assert h.session.pending_marks == 0
 
 
+def test_short_agent_events_share_one_mark_per_100_ms(h: Harness) -> None:
+    h.active()
+    for event_id in range(1, 13):  # 12 events of 20 ms
+        h.audio(_frame(event_id), event_id=event_id)
+    msgs = _twilio_msgs(h.twilio_frames())
+    marks = [m.mark.name for m in msgs if isinstance(m, twilio.OutMark)]
+    assert marks == ["audio-5", "audio-10"]  # each names the newest event it covers
+    assert isinstance(msgs[-1], twilio.OutMedia)  # events 11-12 are not marked yet
+    assert len([m for m in msgs if isinstance(m, twilio.OutMedia)]) == 12
+    assert h.session.pending_marks == 3  # two marks out, and unmarked audio
+    h.mark("audio-10")  # echoes mean everything before them played
+    assert h.session.pending_marks == 1
+
+
+def test_ending_marks_the_unmarked_audio_and_waits_for_it(h: Harness) -> None:
+    h.active()
+    h.audio(_frame(1), event_id=1)  # 20 ms: below the mark threshold
+    assert not any(isinstance(m, twilio.OutMark) for m in _twilio_msgs(h.twilio_frames()))
+    h.session.agent_closed(1000, "")
+    msgs = _twilio_msgs(h.twilio_frames())
+    assert [m.mark.name for m in msgs if isinstance(m, twilio.OutMark)] == ["audio-1"]
+    assert not _of(EndStream, h.take())  # the last 20 ms is not heard yet
+    h.mark("audio-1")
+    assert _of(EndStream, h.take())
+
+
+def test_audio_while_ending_is_marked_at_once(h: Harness) -> None:
+    h.active()
+    h.audio(_frame(1), event_id=1)
+    h.session.request_end(EndReason.AGENT_END_CALL)  # the agent may still be talking
+    h.audio(_frame(2), event_id=2)
+    msgs = _twilio_msgs(h.twilio_frames())
+    assert [type(m) for m in msgs] == [twilio.OutMedia, twilio.OutMedia, twilio.OutMark]
+    assert isinstance(msgs[-1], twilio.OutMark) and msgs[-1].mark.name == "audio-2"
+    h.session.timer_fired("settle")
+    assert not _of(EndStream, h.take())
+    h.mark("audio-2")
+    assert _of(EndStream, h.take())
+
+
 def test_pcm_agent_audio_is_transcoded_to_ulaw_8000(h: Harness) -> None:
     h.active("ulaw_8000", "pcm_16000")
     h.audio(b"\x00\x00" * 16000, event_id=1)  # one second of silence at 16 kHz
@@ -208,7 +248,7 @@ def test_agent_audio_with_bad_base64_is_dropped_and_the_call_goes_on(h: Harness)
     assert h.twilio_frames() == []
     assert h.session.stats.bad_agent == 1
     h.audio(SILENCE, event_id=2)
-    assert len(h.twilio_frames()) == 2
+    assert [type(m) for m in _twilio_msgs(h.twilio_frames())] == [twilio.OutMedia]
     assert h.session.state is State.ACTIVE
 
 
