@@ -181,7 +181,9 @@ class CallsConfig:
 
 # A [telephony] transfer allow-list entry: an E.164 number, an E.164 prefix ending in "*",
 # a SIP URI, or "sip:*@host" (any user at that host).  bridge/telephony/transfer.py parses it.
-_TRANSFER_ALLOW = re.compile(r"^(\+[1-9]\d{1,14}|\+([1-9]\d{0,13})?\*|sip:(\*|[^@\s*]+)@[A-Za-z0-9.\-]+(:\d{1,5})?)$")
+_TRANSFER_ALLOW = re.compile(
+    r"^(\+[1-9]\d{1,14}|\+([1-9]\d{0,13})?\*|sip:(\*|[^@\s*]+)@[A-Za-z0-9.\-]+(:\d{1,5})?)$"
+)
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,9 @@ class TelephonyConfig:
     dtmf_collect_timeout_s: float = _key(
         3.0, expected="seconds 0.5-60", check=lambda v: 0.5 <= v <= 60
     )
-    dtmf_collect_max_digits: int = _key(32, expected="an integer 1-256", check=lambda v: 1 <= v <= 256)
+    dtmf_collect_max_digits: int = _key(
+        32, expected="an integer 1-256", check=lambda v: 1 <= v <= 256
+    )
     # Hard cap on call length (0 = none) and how long before it the agent is warned.
     max_call_duration_s: float = _key(3600.0, expected="seconds >= 0", check=lambda v: v >= 0)
     duration_warning_s: float = _key(30.0, expected="seconds >= 0", check=lambda v: v >= 0)
@@ -219,9 +223,7 @@ class TelephonyConfig:
         0, expected="an integer >= 0", check=lambda v: v >= 0
     )
     over_capacity: Literal["reject", "message"] = _key("reject")
-    over_capacity_message: str = _key(
-        "All our lines are busy right now. Please call again later."
-    )
+    over_capacity_message: str = _key("All our lines are busy right now. Please call again later.")
     # Outbound calls: per-number rate limit (Twilio's default is 1 call per second).
     outbound_calls_per_second: float = _key(
         1.0, expected="calls per second > 0", check=lambda v: v > 0

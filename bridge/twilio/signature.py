@@ -18,9 +18,7 @@ def compute_signature(auth_token: str, url: str, params: Mapping[str, str] | Non
     return sig
 
 
-def is_valid(
-    auth_token: str, url: str, params: Mapping[str, str], signature: str | None
-) -> bool:
+def is_valid(auth_token: str, url: str, params: Mapping[str, str], signature: str | None) -> bool:
     """Check a webhook: ``url`` is the public URL Twilio called (not proxied headers)."""
     if not signature:
         return False

@@ -20,7 +20,9 @@ async def test_one_port_serves_platform_and_twilio() -> None:
         ok = await http.get("/v1/convai/agents", headers={"xi-api-key": "k1"})
         assert ok.status_code == 200
         assert "agent_emulator_echo" in {a["agent_id"] for a in ok.json()["agents"]}
-        assert (await http.get("/v1/convai/agents", headers={"xi-api-key": "no"})).status_code == 401
+        assert (
+            await http.get("/v1/convai/agents", headers={"xi-api-key": "no"})
+        ).status_code == 401
 
         calls = f"/2010-04-01/Accounts/{SID}/Calls.json"
         assert (await http.get(calls, auth=(SID, "t1"))).json()["calls"] == []
