@@ -47,7 +47,8 @@ def uvicorn_config(
         port=port,
         log_level=log_level,
         access_log=False,
-        ws="websockets-sansio",
+        # uvicorn's sans-I/O protocol plus the "bridge.direct" scope extension.
+        ws="bridge.ws.server:DirectWebSocketProtocol",
         ws_max_size=ws_max_size,
         # Twilio and the platform ping at the protocol level themselves; our own WS pings
         # would only add traffic on thousands of sockets.
