@@ -1,14 +1,18 @@
 """The asyncio driver of one :class:`~bridge.call.session.CallSession`.
 
-It owns everything with a lifetime: the Twilio WebSocket (Starlette), the agent's
-conversation socket (``websockets`` client), one writer task per socket, the timers,
-and the tool tasks.  It feeds the session what happens and carries out its actions;
-every decision is the session's.
+It owns everything with a lifetime: the Twilio WebSocket, the agent's conversation
+socket, the timers and the tool tasks.  It feeds the session what happens and carries
+out its actions; every decision is the session's.
 
-Tasks per call: the Twilio reader, the Twilio writer, the agent task (connect, then
-read) with its writer, plus short-lived tool / REST tasks.  The writers wait on an
-``asyncio.Event`` that the driver sets when the session queued frames, so the per-frame
-cost is a parse, the session's work and one ``send``: no queue hand-offs, no logging.
+Both sockets are :mod:`bridge.ws` sockets: a message calls the driver synchronously
+(:class:`_CallerSide` / :class:`_AgentSide`), the session handles it, and
+:meth:`CallDriver._pump` writes whatever the session queued at once, several frames in
+one write.  So the per-frame cost is a parse, the session's work and one write: no task
+wake-up, no queue hand-off, no logging.  While a peer reads too slowly (``can_send`` is
+False) frames stay in the session's bounded queues, which shed old audio; the socket's
+``on_writable`` flushes them.
+
+Tasks per call: the agent task (connect, then done) and short-lived tool / REST tasks.
 
 When the session reports :class:`~bridge.call.actions.Finished`, :meth:`CallDriver.run`
 lets the stream close (bounded), then cancels and awaits whatever is left: no task,
@@ -35,9 +39,6 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import msgspec
-from starlette.websockets import WebSocket, WebSocketDisconnect
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from bridge.call.actions import (
     HANGUP,
@@ -72,12 +73,14 @@ from bridge.ops.metrics import (
 from bridge.ops.upstream import connect_error_kind
 from bridge.store.records import CallRecord
 from bridge.twilio.media import Media, binary_frame_error, parse_from_twilio
+from bridge.ws.socket import MessageSocket
 
 logger = logging.getLogger("bridge.call")
 
 STREAM_CLOSE_GRACE_S = 5.0  # flushing the last frames and closing the Twilio socket
 REST_GRACE_S = 10.0  # a REST update that must land before the stream closes
 READER_GRACE_S = 2.0  # Twilio's answer to our close
+INTERNAL_ERROR = 1011
 AGENT_CLOSE_GRACE_S = 2.0  # the agent's answer to our close
 _CLEAN_REASONS = frozenset(
     {
@@ -93,8 +96,8 @@ _CLEAN_REASONS = frozenset(
 class CallDriver:
     """Runs one call; also the call's :class:`~bridge.call.tools.CallControl`."""
 
-    def __init__(self, ws: WebSocket, services: CallServices):
-        self.ws = ws
+    def __init__(self, twilio: MessageSocket, services: CallServices):
+        self.twilio = twilio
         self.services = services
         self.session = CallSession(
             services.settings,
@@ -103,15 +106,15 @@ class CallDriver:
             on_transcode=self._transcode_sample,
         )
         self._loop = asyncio.get_running_loop()
-        self._twilio_ready = asyncio.Event()
-        self._agent_ready = asyncio.Event()
         self._finished = asyncio.Event()
         self._stream_closed = asyncio.Event()
-        self._may_close = asyncio.Event()  # the writer may close the stream once drained
+        self._may_close = False  # the stream may be closed once its queue is drained
+        self._closing_stream = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._agent_task: asyncio.Task[None] | None = None
-        self._agent_conn: ClientConnection | None = None
+        self._agent: MessageSocket | None = None
+        self._audio_events = 0
         self._end_stream: EndStream | None = None
         self._registered = False
         self._recorded = False
@@ -162,31 +165,34 @@ class CallDriver:
 
     async def run(self) -> None:
         """Drive the call until it is over on both sides (the socket is accepted)."""
-        writer = asyncio.create_task(self._write_twilio(), name="twilio-writer")
-        reader = asyncio.create_task(self._read_twilio(), name="twilio-reader")
+        self.twilio.attach(_CallerSide(self))
         self._pump()  # the session's start-timeout timer
         try:
             await self._finished.wait()
             if self._end_stream is not None:
-                await asyncio.wait([writer], timeout=STREAM_CLOSE_GRACE_S + REST_GRACE_S)
-            await asyncio.wait([reader], timeout=READER_GRACE_S)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STREAM_CLOSE_GRACE_S + REST_GRACE_S):
+                        await self._stream_closed.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(READER_GRACE_S):
+                    await self.twilio.wait_closed()
         finally:
             if not self.session.ended:  # cancelled from outside: the server is stopping
                 self.session.request_end(EndReason.SHUTDOWN, wait_for_playout=False)
                 self._pump()
-            await self._cleanup(reader, writer)
+            await self._cleanup()
 
-    async def _cleanup(self, *loops: asyncio.Task[None]) -> None:
+    async def _cleanup(self) -> None:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for t in loops:
-            t.cancel()
-        conn = self._agent_conn
-        if conn is not None:
-            with contextlib.suppress(Exception):
+        self.twilio.close(1000)  # a no-op when it is closed already
+        agent = self._agent
+        if agent is not None:
+            agent.close(1000)
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(AGENT_CLOSE_GRACE_S):
-                    await conn.close()
+                    await agent.wait_closed()
         if self._agent_task is not None:
             self._agent_task.cancel()
         # REST requests get their own timeout; tools are abandoned with the call.
@@ -195,7 +201,7 @@ class CallDriver:
             await asyncio.wait(rest, timeout=REST_GRACE_S)
         for t in self._tasks:
             t.cancel()
-        leftovers = [*loops, *self._tasks]
+        leftovers = [*self._tasks]
         if self._agent_task is not None:
             leftovers.append(self._agent_task)
         outcomes = await asyncio.gather(*leftovers, return_exceptions=True)
@@ -233,7 +239,7 @@ class CallDriver:
     # ------------------------------------------------------------------ session I/O
 
     def _pump(self) -> None:
-        """Carry out what the session asked for; wake the writers if frames are queued."""
+        """Carry out what the session asked for; write the frames it queued."""
         s = self.session
         if s.has_actions:
             for action in s.take_actions():
@@ -244,18 +250,18 @@ class CallDriver:
                 self.services.metrics.active_calls.inc()
                 if self.services.watch is not None:
                     self._watcher = self.services.watch(self)
-        if len(s.to_twilio):
-            self._twilio_ready.set()
+        if len(s.to_twilio) or self._end_stream is not None:
+            self._flush_twilio()
         if len(s.to_agent):
-            self._agent_ready.set()
+            self._flush_agent()
 
     def _do(self, action: Action) -> None:
         match action:
             case ConnectAgent(agent_id=agent_id):
                 self._agent_task = asyncio.create_task(self._run_agent(agent_id), name="agent")
             case CloseAgent(code=code, reason=reason):
-                if self._agent_conn is not None:
-                    self._spawn(self._agent_conn.close(code, reason), "agent-close")
+                if self._agent is not None:
+                    self._agent.close(code, reason)
                 elif self._agent_task is not None:
                     self._agent_task.cancel()  # still connecting
             case StartTimer(name=name, delay_s=delay):
@@ -282,10 +288,9 @@ class CallDriver:
                 if sid and rest is not None and not isinstance(disposition, Hangup):
                     self._spawn(self._rest_redirect(disposition), "rest-redirect")
                 else:
-                    self._may_close.set()
+                    self._may_close = True
                     if sid and rest is not None:
                         self._spawn(self._rest_hangup(), "rest-hangup")
-                self._twilio_ready.set()
             case UpdateRecord(fields=fields):
                 self._record(fields)
             case Finished():
@@ -299,50 +304,41 @@ class CallDriver:
 
     # ------------------------------------------------------------------ Twilio socket
 
-    async def _read_twilio(self) -> None:
+    def caller_text(self, text: str) -> None:
         s = self.session
-        receive = self.ws.receive
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                text = message.get("text")
-                if text is not None:
-                    try:
-                        msg = parse_from_twilio(text)
-                    except TwilioProtocolError as e:
-                        s.caller_garbage(e)
-                    else:
-                        s.caller_message(msg)
-                        if self._watcher is not None and type(msg) is Media:
-                            self._watcher.caller_audio(msg.media.payload)
-                else:
-                    s.caller_garbage(binary_frame_error())
-                self._pump()
-        finally:
-            s.caller_closed()
-            self._pump()
+            msg = parse_from_twilio(text)
+        except TwilioProtocolError as e:
+            s.caller_garbage(e)
+        else:
+            s.caller_message(msg)
+            if self._watcher is not None and type(msg) is Media:
+                self._watcher.caller_audio(msg.media.payload)
+        self._pump()
 
-    async def _write_twilio(self) -> None:
-        q = self.session.to_twilio
-        send = self.ws.send_text
-        try:
-            while True:
-                await self._twilio_ready.wait()
-                self._twilio_ready.clear()
-                while len(q):
-                    await send(q.pop())
-                    if self._relay_probe is not None:
-                        self._relay_done(q.removed, q.dropped + q.clears)
-                if self._end_stream is not None:
-                    # Twilio ends <Connect> when we close, then asks the action URL.
-                    await self._may_close.wait()
-                    await self.ws.close(1000)
-                    return
-        except (OSError, RuntimeError, WebSocketDisconnect) as e:  # the caller's socket is gone
-            log_event(logger, "call.twilio_send_failed", logging.DEBUG, error=str(e))
-        finally:
+    def caller_binary(self) -> None:
+        self.session.caller_garbage(binary_frame_error())
+        self._pump()
+
+    def caller_closed(self) -> None:
+        self._stream_closed.set()
+        self.session.caller_closed()
+        self._pump()
+
+    def _flush_twilio(self) -> None:
+        q, tw = self.session.to_twilio, self.twilio
+        if len(q) and tw.can_send:
+            tw.send_texts([q.pop() for _ in range(len(q))])
+            if self._relay_probe is not None:
+                self._relay_done(q.removed, q.dropped + q.clears)
+        if self._end_stream is not None and self._may_close and not len(q):
+            self._close_stream()
+
+    def _close_stream(self) -> None:
+        if not self._closing_stream:
+            # Twilio ends <Connect> when we close, then asks the action URL.
+            self._closing_stream = True
+            self.twilio.close(1000)
             self._stream_closed.set()
 
     async def _rest_redirect(self, disposition: Disposition) -> None:
@@ -361,7 +357,8 @@ class CallDriver:
         else:
             log_event(logger, "call.rest_redirect", call_sid=self.call_sid, was_live=live)
         finally:
-            self._may_close.set()
+            self._may_close = True
+            self._pump()
 
     async def _rest_hangup(self) -> None:
         rest = self.services.twilio_rest
@@ -388,7 +385,7 @@ class CallDriver:
         s = self.session
         services = self.services
         try:
-            conn = await services.connector.connect(agent_id)
+            sock = await services.connector.connect(agent_id)
         except PlatformApiError as e:
             kind = connect_error_kind(e)
             services.metrics.upstream_errors_total.labels(kind).inc()
@@ -397,55 +394,47 @@ class CallDriver:
             self._pump()
             return
         services.upstream.ok()
-        self._agent_conn = conn
-        writer = asyncio.create_task(self._write_agent(conn), name="agent-writer")
-        ping_ms = services.metrics.agent_ping_ms
-        to_twilio = s.to_twilio
-        audio_events = 0
+        self._agent = sock
+        s.agent_connected()
+        self._pump()
+        sock.attach(_AgentSide(self))  # messages that came meanwhile are delivered now
+
+    def agent_text(self, raw: str | bytes) -> None:
+        s = self.session
         try:
-            s.agent_connected()
+            msg = parse_server(raw)
+        except ConvaiProtocolError as e:
+            s.agent_garbage(e)
             self._pump()
-            async for raw in conn:
-                try:
-                    msg = parse_server(raw)
-                except ConvaiProtocolError as e:
-                    s.agent_garbage(e)
-                else:
-                    cls = type(msg)
-                    if cls is Audio:
-                        audio_events += 1
-                        if audio_events % RELAY_SAMPLE_EVERY == 1 and self._relay_probe is None:
-                            # Follow this event's first frame through the Twilio queue.
-                            position = to_twilio.added + 1
-                            t0 = time.perf_counter()
-                            s.agent_message(msg)
-                            if to_twilio.added >= position:
-                                lost = to_twilio.dropped + to_twilio.clears
-                                self._relay_probe = (position, lost, t0)
-                            self._pump()
-                            continue
-                    elif cls is Ping:
-                        assert isinstance(msg, Ping)
-                        if msg.ping_event.ping_ms is not None:
-                            ping_ms.observe(msg.ping_event.ping_ms)
-                    s.agent_message(msg)
+            return
+        cls = type(msg)
+        if cls is Audio:
+            self._audio_events += 1
+            if self._audio_events % RELAY_SAMPLE_EVERY == 1 and self._relay_probe is None:
+                # Follow this event's first frame until it is written to Twilio.
+                to_twilio = s.to_twilio
+                position = to_twilio.added + 1
+                t0 = time.perf_counter()
+                s.agent_message(msg)
+                if to_twilio.added >= position:
+                    self._relay_probe = (position, to_twilio.dropped + to_twilio.clears, t0)
                 self._pump()
-        except ConnectionClosed:
-            pass  # close code and reason are read below either way
-        finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
-        s.agent_closed(conn.close_code, conn.close_reason or "")
+                return
+        elif cls is Ping:
+            assert isinstance(msg, Ping)
+            if msg.ping_event.ping_ms is not None:
+                self.services.metrics.agent_ping_ms.observe(msg.ping_event.ping_ms)
+        s.agent_message(msg)
         self._pump()
 
-    async def _write_agent(self, conn: ClientConnection) -> None:
-        q = self.session.to_agent
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await self._agent_ready.wait()
-                self._agent_ready.clear()
-                while len(q):
-                    await conn.send(q.pop())
+    def agent_gone(self, code: int, reason: str) -> None:
+        self.session.agent_closed(code, reason)
+        self._pump()
+
+    def _flush_agent(self) -> None:
+        q, sock = self.session.to_agent, self._agent
+        if sock is not None and len(q) and sock.can_send:
+            sock.send_texts([q.pop() for _ in range(len(q))])
 
     async def _run_tool(self, action: RunTool) -> None:
         result, is_error = await self.services.tools.run(action.name, self, action.parameters)
@@ -504,3 +493,50 @@ class CallDriver:
         m.dropped_audio_total.labels("backpressure").inc(s["shed_to_caller"] + s["shed_to_agent"])
         m.audio_bytes_total.labels("caller_to_agent").inc(s["bytes_in"])
         m.audio_bytes_total.labels("agent_to_caller").inc(s["bytes_out"])
+
+
+class _CallerSide:
+    """The Twilio socket's sink.  A bug while handling a message ends this call only."""
+
+    def __init__(self, driver: CallDriver) -> None:
+        self.d = driver
+
+    def on_text(self, text: str) -> None:
+        try:
+            self.d.caller_text(text)
+        except Exception as e:
+            self.d._crashed("twilio-reader", e)
+            self.d.twilio.close(INTERNAL_ERROR)
+
+    def on_binary(self, data: bytes) -> None:
+        self.d.caller_binary()
+
+    def on_writable(self) -> None:
+        self.d._pump()
+
+    def on_closed(self, code: int, reason: str) -> None:
+        self.d.caller_closed()
+
+
+class _AgentSide:
+    """The agent socket's sink."""
+
+    def __init__(self, driver: CallDriver) -> None:
+        self.d = driver
+
+    def on_text(self, text: str | bytes) -> None:
+        try:
+            self.d.agent_text(text)
+        except Exception as e:
+            self.d._crashed("agent-reader", e)
+            if self.d._agent is not None:
+                self.d._agent.close(INTERNAL_ERROR)
+
+    def on_binary(self, data: bytes) -> None:
+        self.on_text(data)  # the parser reads JSON from either frame type
+
+    def on_writable(self) -> None:
+        self.d._pump()
+
+    def on_closed(self, code: int, reason: str) -> None:
+        self.d.agent_gone(code, reason)

@@ -42,6 +42,8 @@ from bridge.store.records import CallRecord, CallStatus
 from bridge.twilio import responses as twiml
 from bridge.twilio.signature import is_valid, is_valid_ws_upgrade
 from bridge.twilio.status import status_update
+from bridge.ws.asgi_socket import AsgiSocket
+from bridge.ws.server import direct_socket
 
 logger = logging.getLogger("bridge.twilio")
 
@@ -249,4 +251,6 @@ async def media_stream(ws: WebSocket) -> None:
             await ws.close(code=1008)  # before accept: the upgrade is answered with 403
             return
     await ws.accept()
-    await CallDriver(ws, services).run()
+    # The relay's fast path when served by our uvicorn class; plain ASGI otherwise.
+    sock = direct_socket(ws.scope) or AsgiSocket(ws)
+    await CallDriver(sock, services).run()

@@ -18,12 +18,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from bridge.errors import PlatformApiError
+from bridge.ws.client import ClientSocket, open_socket
 
 CONVERSATION_PATH = "/v1/convai/conversation"
+# WebSocket-level keepalive (as the websockets library's default): a dead path to the
+# platform is noticed even while the agent is silent.
+PING_INTERVAL_S = 20.0
+PING_TIMEOUT_S = 20.0
 
 SignedUrl = Callable[[str], Awaitable[str]]
 
@@ -49,7 +53,7 @@ class AgentConnector:
     def public_url(self, agent_id: str) -> str:
         return f"{self.ws_base_url}{CONVERSATION_PATH}?agent_id={quote(agent_id, safe='')}"
 
-    async def connect(self, agent_id: str) -> ClientConnection:
+    async def connect(self, agent_id: str) -> ClientSocket:
         """An open conversation socket for ``agent_id``; PlatformApiError if not."""
         if self._signed_url is not None:
             try:
@@ -60,13 +64,15 @@ class AgentConnector:
         else:
             url = self.public_url(agent_id)
         try:
-            return await connect(
+            # No permessage-deflate offered: base64 audio hardly compresses and deflate
+            # would cost CPU on every frame.
+            return await open_socket(
                 url,
-                open_timeout=self._open_timeout_s,
+                open_timeout_s=self._open_timeout_s,
                 max_size=self._max_size,
-                # base64 audio hardly compresses; deflate would cost CPU on every frame.
-                compression=None,
-                user_agent_header="bridge",
+                user_agent="bridge",
+                ping_interval_s=PING_INTERVAL_S,
+                ping_timeout_s=PING_TIMEOUT_S,
             )
         except InvalidStatus as e:
             status = e.response.status_code

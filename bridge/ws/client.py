@@ -16,6 +16,7 @@ import os
 import ssl
 import struct
 from collections.abc import Iterable
+from typing import cast
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake
@@ -52,8 +53,8 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # (uvloop's transports are not asyncio.Transport subclasses, hence the cast)
+        self._transport = cast(asyncio.Transport, transport)
         self._flush()  # the handshake request, queued by ``open_socket``
 
     def data_received(self, data: bytes) -> None:
@@ -102,6 +103,16 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
                     rcvd = ws.close_rcvd
                     if rcvd is not None:
                         self._notify_closed(rcvd.code, rcvd.reason)
+        if ws.parser_exc is not None:
+            # We failed the connection (invalid UTF-8, too big, protocol error, EOF): the
+            # sink hears the code we sent, after the messages that came before the fault.
+            sent = ws.close_sent
+            if sent is not None:
+                self._notify_closed(sent.code, sent.reason)
+            else:
+                self._notify_closed(ABNORMAL, "")
+        elif ws.handshake_exc is not None and not self._opened.done():
+            self._handshake_done()  # a reply that is not HTTP: no Response event comes
         self._flush()  # pongs, the close answer, EOF: whatever the protocol queued
         if ws.close_expected() and self._close_timer is None and self._transport is not None:
             # The server ends TCP after the closing handshake; do it ourselves if it won't.
@@ -142,6 +153,7 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
         if self._ws.state is State.OPEN:
             self._ws.fail(1011, "keepalive ping timeout")
             self._flush()
+            self._notify_closed(1011, "keepalive ping timeout")
         if self._transport is not None:
             self._transport.close()
 

@@ -83,6 +83,9 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol, DirectSocket):
     def _is_closing(self) -> bool:
         return self.close_sent or self.disconnected or DirectSocket._is_closing(self)
 
+    def _we_closed(self) -> bool:
+        return self.close_sent or self._close_sent
+
     def _after_close_sent(self) -> None:
         # As uvicorn does for an ASGI close: keep reading for the peer's answer, bounded.
         self.close_sent = True
@@ -93,6 +96,30 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol, DirectSocket):
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
     # ------------------------------------------------------------------ lifecycle
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn checks ``parser_exc`` first and drops the frames that came before the
+        # bad one in the same read; deliver those, then fail.
+        conn = self.conn
+        conn.receive_data(data)
+        self.handle_events()
+        if conn.parser_exc is not None:
+            self.handle_parser_exception()
+
+    def handle_parser_exception(self) -> None:
+        # A bad frame, a message over max_size or invalid UTF-8: the socket closes with
+        # the code we sent (1002/1009/1007), and the sink hears that code, not 1006.
+        super().handle_parser_exception()
+        sent = self.conn.close_sent
+        if sent is not None:
+            self._notify_closed(sent.code, sent.reason)
+
+    def shutdown(self) -> None:
+        # The server is stopping: uvicorn sends 1012 (service restart) on open sockets.
+        going_away = self.handshake_complete and not self.close_sent and not self.disconnected
+        super().shutdown()
+        if going_away:
+            self._notify_closed(1012, "")
 
     def handle_close(self, event: Frame) -> None:
         rcvd = self.conn.close_rcvd

@@ -25,6 +25,9 @@ from typing import Protocol
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol as WsProtocol
+from websockets.protocol import State
+
+OPEN = State.OPEN
 
 log = logging.getLogger("bridge.ws")
 
@@ -45,6 +48,29 @@ class MessageSink(Protocol):
         """The peer closed (its close frame arrived) or the connection is gone; once."""
 
 
+class MessageSocket(Protocol):
+    """What a user of a socket sees: :class:`DirectSocket` and the ASGI fallback."""
+
+    close_code: int | None
+    close_reason: str
+
+    @property
+    def can_send(self) -> bool: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def attach(self, sink: MessageSink) -> None: ...
+
+    def send_texts(self, texts: list[str]) -> bool: ...
+
+    def send_text(self, text: str) -> bool: ...
+
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 class DirectSocket:
     """The part both ends share: buffering until a sink attaches, dispatch, sending.
 
@@ -59,7 +85,9 @@ class DirectSocket:
         self._sink: MessageSink | None = None
         self._early: list[tuple[bool, bytes]] = []  # messages before attach: (is_text, data)
         self._early_close: tuple[int, str] | None = None
-        self._parts: list[bytes | bytearray | memoryview] = []  # a fragmented message being reassembled
+        self._parts: list[
+            bytes | bytearray | memoryview
+        ] = []  # a fragmented message being reassembled
         self._parts_text = False
         self._writable = True
         self._close_sent = False
@@ -121,7 +149,11 @@ class DirectSocket:
 
     def _is_closing(self) -> bool:
         t = self._transport
-        return self._close_sent or t is None or t.is_closing()
+        # The protocol leaves OPEN when either side's close frame is on its way.
+        return self._close_sent or t is None or t.is_closing() or self._ws.state is not OPEN
+
+    def _we_closed(self) -> bool:
+        return self._close_sent
 
     def _after_close_sent(self) -> None:
         """Arm whatever ends the TCP connection if the peer never answers the close."""
@@ -155,7 +187,7 @@ class DirectSocket:
         return False
 
     def _deliver(self, is_text: bool, data: bytes | bytearray | memoryview) -> None:
-        if self._is_closing():
+        if self._we_closed():
             return  # we are closing: late messages are not news any more
         if self._sink is None:
             self._early.append((is_text, bytes(data)))
@@ -169,8 +201,10 @@ class DirectSocket:
             try:
                 text = bytes(data).decode() if type(data) is memoryview else data.decode()
             except UnicodeDecodeError:
-                # websockets validates UTF-8 of text frames already; belt and braces.
+                # websockets' sans-I/O layer checks UTF-8 in close reasons only: text
+                # messages are ours to check.  Fail with 1007 and tell the sink now.
                 self.close(1007, "invalid UTF-8")
+                self._notify_closed(1007, "invalid UTF-8")
                 return
             sink.on_text(text)
         else:
