@@ -285,6 +285,12 @@ class EmulatedConversation:
                 self._utterance_ended(ended, now)
         self._progress(now)
 
+    def close(self, code: int, reason: str) -> None:
+        """End the conversation from the platform's side (the endpoint gives up on the
+        client); the close is the last output."""
+        if self.phase is not Phase.CLOSED:
+            self._close(code, reason)
+
     def client_closed(self, code: int | None, reason: str, now_unix: float) -> None:
         if self.phase is Phase.CLOSED:
             return

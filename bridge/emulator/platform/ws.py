@@ -1,12 +1,21 @@
-"""The conversation WebSocket ``/v1/convai/conversation``: a thin loop around
+"""The conversation WebSocket ``/v1/convai/conversation``: a thin adapter around
 :class:`EmulatedConversation`.
 
-Per connection there are exactly two tasks, both ending with the connection: this
-handler (the state machine's clock and output) and one reader feeding a bounded queue
-(so a fast sender is slowed by TCP, not buffered without limit).  Authorization comes
-first: an unknown or missing agent, or a private agent without a valid signed-URL token
-or API key, is accepted and closed at once with 1008 and the reason, as the platform
-does.
+Authorization comes first: an unknown or missing agent, or a private agent without a
+valid signed-URL token or API key, is accepted and closed at once with 1008 and the
+reason, as the platform does.  Then the conversation runs on one of two paths:
+
+* **direct** (our uvicorn protocol, :mod:`bridge.ws.server`): a :class:`_DirectLink` is
+  the socket's sink.  Each text frame is fed to the conversation in the callback and
+  what it answers is written at once, in one ``write``; the conversation's clock is one
+  ``loop.call_later`` timer, re-armed only when its deadline moves.  No task, queue or
+  await per frame.  While the client reads too slowly (``can_send`` False) outputs wait
+  in order, up to :data:`MAX_PENDING_OUTPUTS`, and go out on ``on_writable``.
+* **ASGI** (any other server): one reader task feeding a bounded queue (a fast sender is
+  slowed by TCP, not buffered without limit) and this handler as the clock and output.
+
+Both paths drive the same four calls (``receive``/``tick``/``take_outputs``/
+``next_deadline``) in the same order, so the conversation behaves the same on either.
 """
 
 from __future__ import annotations
@@ -28,15 +37,21 @@ from bridge.emulator.platform.conversation import (
     CloseConnection,
     ConversationTiming,
     EmulatedConversation,
+    Output,
     SendText,
     truncate_reason,
 )
 from bridge.emulator.platform.state import PlatformState
 from bridge.log import log_event
+from bridge.ws.server import direct_socket
+from bridge.ws.socket import ABNORMAL, NO_STATUS, DirectSocket
 
 log = logging.getLogger("bridge.emulator.platform")
 
 READ_QUEUE_FRAMES = 64
+# Outputs held while the client does not read (~40 s of 20 ms loopback audio); past
+# that the client is taken as stuck and the socket closed rather than grown further.
+MAX_PENDING_OUTPUTS = 2000
 
 
 class ConversationEndpoint:
@@ -91,14 +106,13 @@ class ConversationEndpoint:
             conversation_id=conv.conversation_id,
             agent_id=agent_id,
         )
-        queue: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue(READ_QUEUE_FRAMES)
-        reader = asyncio.create_task(_read(ws, queue))
         try:
-            await self._run(ws, conv, queue)
+            sock = direct_socket(ws.scope)
+            if sock is not None:
+                await _DirectLink(sock, conv).run()
+            else:
+                await _run_asgi(ws, conv)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
             if conv.record.ended_at_unix is None:
                 conv.record.ended_at_unix = time.time()
             entry.active = False
@@ -110,48 +124,236 @@ class ConversationEndpoint:
                 code=conv.record.close_code,
             )
 
-    async def _run(
-        self,
-        ws: WebSocket,
-        conv: EmulatedConversation,
-        queue: asyncio.Queue[MutableMapping[str, Any]],
-    ) -> None:
-        conv.tick(time.monotonic())
-        while True:
-            for out in conv.take_outputs():
-                if isinstance(out, SendText):
-                    try:
-                        await ws.send_text(out.text)
-                    except (WebSocketDisconnect, RuntimeError, OSError):
-                        conv.client_closed(None, "connection lost while sending", time.time())
-                        return
-                elif isinstance(out, CloseConnection):
-                    with contextlib.suppress(RuntimeError, OSError):
-                        await ws.close(out.code, out.reason)
+
+# ====================================================================== direct path
+
+
+class _DirectLink:
+    """One conversation on a :class:`DirectSocket`: its sink, its timer, its output.
+
+    Every input (a frame, the timer, the socket becoming writable) is one *step*: feed
+    the conversation, write what it produced, re-arm the timer.  :attr:`done` resolves
+    when the conversation is over on our side (closed and its last output written, or
+    the client gone); the handler's coroutine awaits it.
+    """
+
+    def __init__(self, sock: DirectSocket, conv: EmulatedConversation):
+        self.sock = sock
+        self.conv = conv
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self._pending: list[Output] = []  # outputs waiting for the socket to drain
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # what _timer is armed for
+
+    async def run(self) -> None:
+        self._guarded(self._first_step)
+        if not self.done.done():
+            self.sock.attach(self)  # frames that came before are delivered now
+        try:
+            await self.done
+        finally:
+            self._stop()
+
+    # ------------------------------------------------------------------ sink
+
+    def on_text(self, text: str) -> None:
+        if not self.done.done():
+            self._guarded(self._text_step, text)
+
+    def on_binary(self, data: bytes) -> None:
+        if not self.done.done():
+            self._guarded(self._binary_step)
+
+    def on_writable(self) -> None:
+        if self._pending and not self.done.done():
+            self._guarded(self._flush)
+
+    def on_closed(self, code: int, reason: str) -> None:
+        if self.done.done():
+            return
+        # The ASGI path reports a connection lost without a close frame as 1005 (what
+        # uvicorn says); keep the records the same on both paths.
+        self.conv.client_closed(NO_STATUS if code == ABNORMAL else code, reason, time.time())
+        self._finish()
+
+    # ------------------------------------------------------------------ steps
+
+    def _guarded(self, step: Any, *args: Any) -> None:
+        """Run a step; a bug in it ends the handler with the error (as on the ASGI path)."""
+        try:
+            step(*args)
+        except Exception as e:  # handed to the handler, which re-raises it
+            self._stop()
+            if not self.done.done():
+                self.done.set_exception(e)
+
+    def _first_step(self) -> None:
+        self.conv.tick(time.monotonic())
+        self._flush()
+
+    def _text_step(self, text: str) -> None:
+        now = time.monotonic()
+        conv = self.conv
+        conv.receive(text, now)
+        conv.tick(now)
+        self._flush()
+
+    def _binary_step(self) -> None:
+        now = time.monotonic()
+        self.conv.receive_binary(now)
+        self.conv.tick(now)
+        self._flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._deadline = None
+        if not self.done.done():
+            self._guarded(self._timer_step)
+
+    def _timer_step(self) -> None:
+        self.conv.tick(time.monotonic())
+        self._flush()
+
+    # ------------------------------------------------------------------ output
+
+    def _flush(self) -> None:
+        """Write the conversation's outputs (after any still pending), then re-arm."""
+        conv = self.conv
+        outputs = conv.take_outputs()
+        pending = self._pending
+        if pending:
+            pending.extend(outputs)
+            outputs = pending
+        if outputs:
+            if self.sock.can_send:
+                self._pending = []
+                if not self._write(outputs):
                     return
-            if conv.closed:
-                return
-            deadline = conv.next_deadline()
-            timeout = (
-                None
-                if deadline is None or math.isinf(deadline)
-                else max(0.0, deadline - time.monotonic())
-            )
-            try:
-                message = await asyncio.wait_for(queue.get(), timeout)
-            except TimeoutError:
-                conv.tick(time.monotonic())
+            else:
+                self._pending = outputs
+                if len(outputs) > MAX_PENDING_OUTPUTS:
+                    self._give_up(len(outputs))
+                    return
+        if conv.closed:
+            if not self._pending:
+                self._finish()
+            return
+        self._arm()
+
+    def _write(self, outputs: list[Output]) -> bool:
+        """Send ``outputs`` in one write; False once the conversation is over."""
+        texts: list[str] = []
+        for out in outputs:
+            if isinstance(out, SendText):
+                texts.append(out.text)
                 continue
-            now = time.monotonic()
-            kind = message["type"]
-            if kind == "websocket.disconnect":
-                conv.client_closed(message.get("code"), message.get("reason") or "", time.time())
+            assert isinstance(out, CloseConnection)
+            if texts:
+                self.sock.send_texts(texts)
+            self.sock.close(out.code, out.reason)
+            self._finish()
+            return False
+        if not self.sock.send_texts(texts):
+            self.conv.client_closed(None, "connection lost while sending", time.time())
+            self._finish()
+            return False
+        return True
+
+    def _give_up(self, held: int) -> None:
+        """The client has not read for too long: close instead of growing its backlog."""
+        self._pending = []
+        reason = f"client is not reading: {held} messages held"
+        conv = self.conv
+        conv.record.notes.append(reason)
+        conv.close(CLOSE_POLICY, reason)  # a no-op if it had closed: its close was held too
+        conv.take_outputs()
+        self.sock.close(CLOSE_POLICY, reason)
+        self._finish()
+
+    # ------------------------------------------------------------------ clock
+
+    def _arm(self) -> None:
+        """Point the timer at the conversation's next deadline, if that moved."""
+        deadline = self.conv.next_deadline()
+        if deadline is None or math.isinf(deadline):
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = self._deadline = None
+            return
+        if self._timer is not None:
+            if deadline == self._deadline:
                 return
-            if message.get("text") is not None:
-                conv.receive(message["text"], now)
-            elif message.get("bytes") is not None:
-                conv.receive_binary(now)
-            conv.tick(now)
+            self._timer.cancel()
+        self._deadline = deadline
+        self._timer = self.loop.call_later(max(0.0, deadline - time.monotonic()), self._on_timer)
+
+    def _stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._deadline = None
+
+    def _finish(self) -> None:
+        self._stop()
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+# ====================================================================== ASGI path
+
+
+async def _run_asgi(ws: WebSocket, conv: EmulatedConversation) -> None:
+    queue: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue(READ_QUEUE_FRAMES)
+    reader = asyncio.create_task(_read(ws, queue))
+    try:
+        await _asgi_loop(ws, conv, queue)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def _asgi_loop(
+    ws: WebSocket,
+    conv: EmulatedConversation,
+    queue: asyncio.Queue[MutableMapping[str, Any]],
+) -> None:
+    conv.tick(time.monotonic())
+    while True:
+        for out in conv.take_outputs():
+            if isinstance(out, SendText):
+                try:
+                    await ws.send_text(out.text)
+                except (WebSocketDisconnect, RuntimeError, OSError):
+                    conv.client_closed(None, "connection lost while sending", time.time())
+                    return
+            elif isinstance(out, CloseConnection):
+                with contextlib.suppress(RuntimeError, OSError):
+                    await ws.close(out.code, out.reason)
+                return
+        if conv.closed:
+            return
+        deadline = conv.next_deadline()
+        timeout = (
+            None
+            if deadline is None or math.isinf(deadline)
+            else max(0.0, deadline - time.monotonic())
+        )
+        try:
+            message = await asyncio.wait_for(queue.get(), timeout)
+        except TimeoutError:
+            conv.tick(time.monotonic())
+            continue
+        now = time.monotonic()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            conv.client_closed(message.get("code"), message.get("reason") or "", time.time())
+            return
+        if message.get("text") is not None:
+            conv.receive(message["text"], now)
+        elif message.get("bytes") is not None:
+            conv.receive_binary(now)
+        conv.tick(now)
 
 
 async def _read(ws: WebSocket, queue: asyncio.Queue[MutableMapping[str, Any]]) -> None:
