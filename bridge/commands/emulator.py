@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 
@@ -107,5 +107,16 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    asyncio.run(_serve(args))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve(args))
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed, as for ``bridge serve``: the emulator shares the load-test
+    machine with the bridge, and its per-message cost is mostly event-loop work."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
