@@ -58,5 +58,34 @@ async def test_signed_url_is_used_when_configured(platform_emulator: PlatformEmu
     async with platform_emulator.client() as rest:
         c = AgentConnector(platform_emulator.ws_url, signed_url=rest.get_signed_url)
         ws = await c.connect(private)
-        await ws.close()
+        sink = _Collect()
+        ws.attach(sink)
+        # The emulator refuses a private agent without a valid token by closing 1008;
+        # with the signed URL the conversation starts.
+        await asyncio.wait_for(sink.first.wait(), 5)
+        ws.close()
+        await asyncio.wait_for(ws.wait_closed(), 5)
+    assert sink.texts and '"conversation_initiation_metadata"' in sink.texts[0]
+    assert sink.closed == (1000, "")
     assert c.uses_signed_urls
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.closed: tuple[int, str] | None = None
+        self.first = asyncio.Event()
+
+    def on_text(self, text: str) -> None:
+        self.texts.append(text)
+        self.first.set()
+
+    def on_binary(self, data: bytes) -> None:
+        self.first.set()
+
+    def on_writable(self) -> None:
+        pass
+
+    def on_closed(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+        self.first.set()

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from websockets.asyncio.client import ClientConnection
+from bridge.ws.client import ClientSocket
 
 from bridge.config import ws_url_for
 from bridge.convai.client import AgentConnector
@@ -40,7 +40,7 @@ class RoutedConnector(AgentConnector):
         self.default = default
         self.special = special
 
-    async def connect(self, agent_id: str) -> ClientConnection:
+    async def connect(self, agent_id: str) -> ClientSocket:
         return await self.special.get(agent_id, self.default).connect(agent_id)
 
 
