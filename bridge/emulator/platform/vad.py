@@ -51,8 +51,22 @@ def frame_dbfs(pcm: bytes) -> float:
         return -math.inf
     if _BIG_ENDIAN:  # audioop works in native byte order
         usable = audioop.byteswap(usable, 2)
-    rms = audioop.rms(usable, 2)
+    return _level_dbfs(audioop.rms(usable, 2))
+
+
+def _level_dbfs(rms: int) -> float:
     return 20.0 * math.log10(rms / _SINE_RMS) if rms > 0 else -math.inf
+
+
+def min_speech_rms(threshold_dbfs: float) -> int:
+    """The smallest integer RMS whose level is above ``threshold_dbfs``, by exactly the
+    formula of :func:`frame_dbfs`: the per-frame test becomes one integer comparison."""
+    rms = max(1, int(_SINE_RMS * 10.0 ** (threshold_dbfs / 20.0)) - 2)
+    while _level_dbfs(rms) <= threshold_dbfs:
+        rms += 1
+    while rms > 1 and _level_dbfs(rms - 1) > threshold_dbfs:
+        rms -= 1
+    return rms
 
 
 class EnergyVad:
@@ -67,6 +81,7 @@ class EnergyVad:
     ):
         self.sample_rate = sample_rate
         self.threshold_dbfs = threshold_dbfs
+        self._min_rms = min_speech_rms(threshold_dbfs)
         self._frame_bytes = sample_rate * FRAME_MS // 1000 * 2
         self._start_frames = max(1, math.ceil(min_speech_ms / FRAME_MS))
         self._end_frames = max(1, math.ceil(end_silence_ms / FRAME_MS))
@@ -84,12 +99,16 @@ class EnergyVad:
         return self._frames_seen * FRAME_MS
 
     def process(self, pcm: bytes) -> list[VadEvent]:
+        size = self._frame_bytes
+        if not self._pending and len(pcm) == size:  # the usual case: one whole frame
+            event = self._frame(bytes(pcm))
+            return [] if event is None else [event]
         data = self._pending + pcm
-        usable = len(data) - len(data) % self._frame_bytes
+        usable = len(data) - len(data) % size
         self._pending = data[usable:]
         events: list[VadEvent] = []
-        for off in range(0, usable, self._frame_bytes):
-            event = self._frame(data[off : off + self._frame_bytes])
+        for off in range(0, usable, size):
+            event = self._frame(data[off : off + size])
             if event is not None:
                 events.append(event)
         return events
@@ -102,7 +121,10 @@ class EnergyVad:
 
     def _frame(self, frame: bytes) -> VadEvent | None:
         self._frames_seen += 1
-        speech = frame_dbfs(frame) > self.threshold_dbfs
+        # frame_dbfs(frame) > threshold_dbfs, as an integer comparison.
+        speech = audioop.rms(audioop.byteswap(frame, 2) if _BIG_ENDIAN else frame, 2) >= (
+            self._min_rms
+        )
         if not self.in_speech:
             if not speech:
                 self._speech_run.clear()

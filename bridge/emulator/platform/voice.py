@@ -67,8 +67,16 @@ class FormatConverter:
     def __init__(self, in_rate: int, target: AudioFormat):
         self.target = target
         self._resampler = StreamingResampler(in_rate, target.sample_rate)
+        # Same rate, PCM out, whole samples so far: the input is the output (a loopback
+        # agent's every chunk).  An odd byte count hands over to the resampler, which
+        # carries the dangling byte, for good.
+        self._passthrough = self._resampler.identity and target.encoding == "pcm"
 
     def process(self, pcm: bytes) -> bytes:
+        if self._passthrough:
+            if not len(pcm) & 1:
+                return bytes(pcm)  # no copy when it is bytes already
+            self._passthrough = False
         return encode_pcm16(self._resampler.process(pcm), self.target)
 
     def convert_all(self, pcm: bytes) -> bytes:

@@ -15,11 +15,13 @@ from bridge.convai.messages import (
     AgentResponse,
     AgentToolResponse,
     Audio,
+    AudioEvent,
     ClientToolCall,
     ConversationInitiationMetadata,
     Interruption,
     Ping,
     UserTranscript,
+    encode_str,
     parse_server,
 )
 from bridge.emulator.platform.behaviour import build_profile
@@ -420,6 +422,34 @@ def test_loopback_ulaw_passthrough_is_byte_exact() -> None:
     payload = ulaw_encode(tone_pcm16(400, 0.02, 8000))
     conv.receive(chunk(payload), 0.1)
     assert audio_bytes(sent(conv)) == payload
+
+
+def test_loopback_pcm_frames_are_what_the_message_codec_writes() -> None:
+    conv = make(behaviour={"mode": "loopback"})
+    conv.receive(init(), 0.0)
+    sent(conv)
+    payloads = [bytes(range(i, i + 64)) for i in range(0, 192, 64)] + [b""]
+    texts: list[str] = []
+    for i, pcm in enumerate(payloads):
+        conv.receive(chunk(pcm), 0.1 + i * 0.02)
+        texts += [o.text for o in conv.take_outputs() if isinstance(o, SendText)]
+    # Base64 with surplus padding: refused by the fast decoder, accepted as before.
+    conv.receive('{"user_audio_chunk": "AQIDBAUG=="}', 0.2)
+    texts += [o.text for o in conv.take_outputs() if isinstance(o, SendText)]
+    expected = [
+        encode_str(Audio(audio_event=AudioEvent(base64.b64encode(pcm).decode(), event_id=n)))
+        for n, pcm in enumerate([*payloads[:3], bytes([1, 2, 3, 4, 5, 6])], start=1)
+    ]
+    assert texts == expected  # an empty chunk is counted, not answered
+    assert conv.record.audio_chunks == 5 and conv.record.audio_bytes == {"pcm_16000": 198}
+
+
+def test_audio_chunk_as_first_frame_starts_the_conversation() -> None:
+    conv = make(behaviour={"mode": "loopback"})
+    conv.receive(chunk(b"\x01\x00"), 0.0)
+    frames = sent(conv)
+    assert [type(f) for f in frames] == [ConversationInitiationMetadata, Audio]
+    assert not conv.record.client_data_received
 
 
 def test_silent_mode_never_speaks() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.audio.signals import tone_pcm16
+from bridge.audio.signals import FULL_SCALE, tone_pcm16
 from bridge.emulator.platform.vad import EnergyVad, SpeechEnded, SpeechStarted, frame_dbfs
 
 RATE = 8000
@@ -74,3 +75,17 @@ def test_chunking_does_not_change_the_result(cuts: list[int]) -> None:
     events += vad.process(audio[pos:])
     assert events == whole
     assert len([e for e in whole if isinstance(e, SpeechEnded)]) == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(min_value=-96.0, max_value=0.0))
+def test_a_frame_is_speech_exactly_when_its_level_is_above_the_threshold(
+    threshold: float,
+) -> None:
+    # Frames of one constant sample value v have RMS v: step through the boundary.
+    near = int(FULL_SCALE / math.sqrt(2.0) * 10.0 ** (threshold / 20.0))
+    for v in range(max(0, near - 2), min(32767, near + 3) + 1):
+        frame = struct.pack("<h", v) * (RATE // 50)
+        vad = EnergyVad(RATE, threshold_dbfs=threshold, min_speech_ms=20)
+        started = vad.process(frame) != []
+        assert started == (frame_dbfs(frame) > threshold), (threshold, v)

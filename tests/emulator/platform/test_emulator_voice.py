@@ -6,6 +6,7 @@ import pytest
 
 from bridge.audio.formats import parse_format
 from bridge.audio.g711 import ulaw_decode
+from bridge.audio.resampler import StreamingResampler
 from bridge.audio.signals import from_pcm16, level_dbfs, tone_pcm16, tone_snr_db
 from bridge.emulator.platform.vad import EnergyVad, SpeechEnded
 from bridge.emulator.platform.voice import FormatConverter, synth_utterance, text_duration_ms
@@ -50,3 +51,12 @@ def test_converter_streams_and_identity_passes_through() -> None:
     up = FormatConverter(8000, parse_format("pcm_48000"))
     out = b"".join(up.process(tone_pcm16(440, 0.02, 8000)) for _ in range(10))
     assert abs(len(out) - 48000 * 2 // 5) <= 2 * 48  # 200 ms, less the ~1 ms filter delay
+
+
+def test_identity_carries_an_odd_byte_like_the_resampler() -> None:
+    same = FormatConverter(16000, parse_format("pcm_16000"))
+    reference = StreamingResampler(16000, 16000)
+    chunks = [b"\x01\x02", b"", b"\x03", b"\x04\x05\x06", b"\x07\x08", b"\x09", b"\x0a"]
+    got = [same.process(c) for c in chunks]
+    assert got == [reference.process(c) for c in chunks]
+    assert b"".join(got) == bytes(range(1, 11))
