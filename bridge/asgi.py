@@ -38,8 +38,18 @@ class RunningServer:
         return f"ws://{self.host}:{self.port}"
 
 
+# uvicorn's sans-I/O protocol plus the "bridge.direct" scope extension (bridge.ws.server).
+DIRECT_WS = "bridge.ws.server:DirectWebSocketProtocol"
+
+
 def uvicorn_config(
-    app: ASGIApp, host: str, port: int, *, ws_max_size: int = 1 << 20, log_level: str = "warning"
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    ws_max_size: int = 1 << 20,
+    log_level: str = "warning",
+    ws: str = DIRECT_WS,
 ) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -47,8 +57,7 @@ def uvicorn_config(
         port=port,
         log_level=log_level,
         access_log=False,
-        # uvicorn's sans-I/O protocol plus the "bridge.direct" scope extension.
-        ws="bridge.ws.server:DirectWebSocketProtocol",
+        ws=ws,
         ws_max_size=ws_max_size,
         # Twilio and the platform ping at the protocol level themselves; our own WS pings
         # would only add traffic on thousands of sockets.
@@ -60,10 +69,15 @@ def uvicorn_config(
 
 @contextlib.asynccontextmanager
 async def running_server(
-    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, ws_max_size: int = 1 << 20
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ws_max_size: int = 1 << 20,
+    ws: str = DIRECT_WS,
 ) -> AsyncIterator[RunningServer]:
     """Serve ``app`` until the block exits; yields where it listens."""
-    server = _EmbeddedServer(uvicorn_config(app, host, port, ws_max_size=ws_max_size))
+    server = _EmbeddedServer(uvicorn_config(app, host, port, ws_max_size=ws_max_size, ws=ws))
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

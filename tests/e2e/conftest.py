@@ -19,7 +19,7 @@ import pytest
 from starlette.applications import Starlette
 
 from bridge.app import create_app
-from bridge.asgi import RunningServer, running_server
+from bridge.asgi import DIRECT_WS, RunningServer, running_server
 from bridge.audio import signals
 from bridge.audio.g711 import ulaw_decode, ulaw_encode
 from bridge.call.tools import CallControl
@@ -140,7 +140,11 @@ def bridge_config(platform: PlatformEmulator, **env: str) -> Config:
 
 
 async def running_bridge(
-    platform: PlatformEmulator, *, calls: dict[str, Any] | None = None, **env: str
+    platform: PlatformEmulator,
+    *,
+    calls: dict[str, Any] | None = None,
+    ws: str = DIRECT_WS,
+    **env: str,
 ) -> AsyncIterator[E2E]:
     """A bridge against ``platform``; ``calls`` replaces keys of the [calls] config."""
     cfg = bridge_config(platform, **env)
@@ -149,7 +153,7 @@ async def running_bridge(
     store = Store(":memory:")
     app = create_app(cfg, store=store)
     try:
-        async with running_server(app) as server:
+        async with running_server(app, ws=ws) as server:
             yield E2E(platform, server, app, store)
     finally:
         store.close()

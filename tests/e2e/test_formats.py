@@ -6,7 +6,16 @@ import pytest
 
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.script import CallScript, HangUp, Talk, WaitForAgent
-from tests.e2e.conftest import CALLER, E2E, heard_between, script_time, tone_snr_db, tone_ulaw
+from tests.e2e.conftest import (
+    CALLER,
+    E2E,
+    heard_between,
+    running_bridge,
+    script_time,
+    tone_snr_db,
+    tone_ulaw,
+)
+from tests.fixtures.platform_emulator import PlatformEmulator
 
 GREETING = "Hello, you are through to the test agent."
 
@@ -52,3 +61,27 @@ async def test_greeting_speech_and_echo_in_every_format(e2e: E2E, fmt: str) -> N
     }
     assert record.closed_by == "client"  # the caller hung up; the bridge closed the agent
     assert e2e.call_record_reason(res.call_sid) == "caller_hangup"
+
+
+async def test_a_server_without_the_direct_sockets_relays_through_plain_asgi(
+    platform_emulator: PlatformEmulator,
+) -> None:
+    """Under uvicorn's stock protocol (no "bridge.direct") the media endpoint falls back to
+    plain ASGI receive/send (AsgiSocket): the same call, the same audio."""
+    agent = platform_emulator.create_agent(
+        behaviour={"mode": "echo"}, input_format="pcm_16000", output_format="pcm_16000"
+    )
+    script = CallScript.of(
+        WaitForAgent(timeout_s=10, quiet_s=0.6),
+        Talk(tone_ulaw(1.0), label="tone"),
+        WaitForAgent(timeout_s=10, quiet_s=0.6),
+        HangUp(),
+        max_duration_s=30,
+    )
+    async for e2e in running_bridge(platform_emulator, ws="websockets-sansio"):
+        res = await e2e.call(agent, script)
+        assert res.outcome is Outcome.COMPLETED, res.reason
+        echo = heard_between(res, script_time(res, "talk-end"))
+        assert len(echo) >= 8000 * 0.9
+        assert tone_snr_db(echo) >= 30.0
+        assert e2e.call_record_reason(res.call_sid) == "caller_hangup"
