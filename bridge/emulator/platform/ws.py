@@ -147,7 +147,11 @@ class _DirectLink:
         self._deadline: float | None = None  # what _timer is armed for
 
     async def run(self) -> None:
-        self._guarded(self._first_step)
+        try:
+            self.conv.tick(time.monotonic())
+            self._flush()
+        except Exception as e:
+            self._fail(e)
         if not self.done.done():
             self.sock.attach(self)  # frames that came before are delivered now
         try:
@@ -158,16 +162,34 @@ class _DirectLink:
     # ------------------------------------------------------------------ sink
 
     def on_text(self, text: str) -> None:
-        if not self.done.done():
-            self._guarded(self._text_step, text)
+        if self.done.done():
+            return
+        try:
+            now = time.monotonic()
+            conv = self.conv
+            conv.receive(text, now)
+            conv.tick(now)
+            self._flush()
+        except Exception as e:
+            self._fail(e)
 
     def on_binary(self, data: bytes) -> None:
-        if not self.done.done():
-            self._guarded(self._binary_step)
+        if self.done.done():
+            return
+        try:
+            now = time.monotonic()
+            self.conv.receive_binary(now)
+            self.conv.tick(now)
+            self._flush()
+        except Exception as e:
+            self._fail(e)
 
     def on_writable(self) -> None:
         if self._pending and not self.done.done():
-            self._guarded(self._flush)
+            try:
+                self._flush()
+            except Exception as e:
+                self._fail(e)
 
     def on_closed(self, code: int, reason: str) -> None:
         if self.done.done():
@@ -177,43 +199,22 @@ class _DirectLink:
         self.conv.client_closed(NO_STATUS if code == ABNORMAL else code, reason, time.time())
         self._finish()
 
-    # ------------------------------------------------------------------ steps
-
-    def _guarded(self, step: Any, *args: Any) -> None:
-        """Run a step; a bug in it ends the handler with the error (as on the ASGI path)."""
-        try:
-            step(*args)
-        except Exception as e:  # handed to the handler, which re-raises it
-            self._stop()
-            if not self.done.done():
-                self.done.set_exception(e)
-
-    def _first_step(self) -> None:
-        self.conv.tick(time.monotonic())
-        self._flush()
-
-    def _text_step(self, text: str) -> None:
-        now = time.monotonic()
-        conv = self.conv
-        conv.receive(text, now)
-        conv.tick(now)
-        self._flush()
-
-    def _binary_step(self) -> None:
-        now = time.monotonic()
-        self.conv.receive_binary(now)
-        self.conv.tick(now)
-        self._flush()
-
     def _on_timer(self) -> None:
         self._timer = None
         self._deadline = None
-        if not self.done.done():
-            self._guarded(self._timer_step)
+        if self.done.done():
+            return
+        try:
+            self.conv.tick(time.monotonic())
+            self._flush()
+        except Exception as e:
+            self._fail(e)
 
-    def _timer_step(self) -> None:
-        self.conv.tick(time.monotonic())
-        self._flush()
+    def _fail(self, error: Exception) -> None:
+        """A bug in a step: the handler ends with the error, as on the ASGI path."""
+        self._stop()
+        if not self.done.done():
+            self.done.set_exception(error)
 
     # ------------------------------------------------------------------ output
 
@@ -274,15 +275,19 @@ class _DirectLink:
     # ------------------------------------------------------------------ clock
 
     def _arm(self) -> None:
-        """Point the timer at the conversation's next deadline, if that moved."""
+        """Have the timer fire by the conversation's next deadline.
+
+        A timer already due no later stays: a tick before a deadline does nothing, and
+        the timer is re-armed when it fires.  So a deadline that moves later with every
+        frame (the silence gap while the caller speaks, the reply pacing) costs one
+        timer per firing, not one per frame.
+        """
         deadline = self.conv.next_deadline()
         if deadline is None or math.isinf(deadline):
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = self._deadline = None
-            return
+            return  # a timer still armed fires once more, harmlessly
         if self._timer is not None:
-            if deadline == self._deadline:
+            assert self._deadline is not None
+            if self._deadline <= deadline:
                 return
             self._timer.cancel()
         self._deadline = deadline
