@@ -25,16 +25,20 @@ class Sent:
     detail: str = ""  # digit, mark name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SentFrame:
-    """A media frame sent at ``t``: bytes ``offset``…``offset+size`` of the inbound audio."""
+    """A media frame sent at ``t``: bytes ``offset``…``offset+size`` of the inbound audio.
+
+    Not frozen (nor :class:`Received`): one is recorded per frame, and a frozen dataclass
+    costs three times as much to build; treat both as read-only all the same.
+    """
 
     t: float
     offset: int
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Received:
     """A message the server sent on the stream, in arrival order."""
 

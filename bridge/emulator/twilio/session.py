@@ -299,7 +299,7 @@ class StreamSession:
             if isinstance(msg, m.OutMedia):
                 data = m.decode_payload(msg.media.payload)
                 playout.push_audio(data, t)
-                rec.received.append(Received(t, "media", size=len(data)))
+                rec.received.append(Received(t, "media", "", len(data)))
                 return
         except TwilioProtocolError as e:
             self._protocol_error(e)
