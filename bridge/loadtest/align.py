@@ -37,6 +37,7 @@ when the call is over; frames whose search window is not fully heard yet wait.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import msgspec
 import numpy as np
@@ -154,6 +155,16 @@ class EchoAligner:
             while self._n_sent < self.probe.frames and not math.isnan(self._sent_t[self._n_sent]):
                 self._n_sent += 1
 
+    def sent_many(self, frames: Sequence[int], times: Sequence[float]) -> None:
+        """``sent`` for several frames at once (what the live poll feeds, in one step)."""
+        idx = np.asarray(frames, dtype=np.int64)
+        t = np.asarray(times, dtype=np.float64)
+        keep = (idx >= 0) & (idx < self.probe.frames)
+        self._sent_t[idx[keep]] = t[keep]
+        rest = self._sent_t[self._n_sent :]
+        missing = np.flatnonzero(np.isnan(rest))
+        self._n_sent += int(missing[0]) if missing.size else rest.size
+
     def heard(self, ulaw: bytes, t: float) -> None:
         """Outbound audio (mu-law) arrived at the caller at ``t``.
 
@@ -198,7 +209,10 @@ class EchoAligner:
             m = min(limit, (n - lag - FRAME_SAMPLES) // FRAME_SAMPLES + 1)
             if m > k and lag + FRAME_SAMPLES * k >= 0:  # positions must be >= 0
                 pos = lag + FRAME_SAMPLES * np.arange(k, m)
-                seg = heard[pos[:, None] + np.arange(FRAME_SAMPLES)[None, :]].astype(np.float64)
+                # Consecutive frames sit back to back: a reshape, not a gather.
+                first = lag + FRAME_SAMPLES * k
+                seg = heard[first : first + FRAME_SAMPLES * (m - k)].reshape(m - k, FRAME_SAMPLES)
+                seg = seg.astype(np.float64)
                 ref = self._ref[k:m]
                 num = np.einsum("ij,ij->i", seg, ref)
                 den = np.sqrt(np.einsum("ij,ij->i", seg, seg) * self._ref_energy[k:m])

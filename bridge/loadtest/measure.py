@@ -41,31 +41,35 @@ class CallMeter:
     def poll(self, result: CallResult) -> None:
         """Feed the aligner what the caller recorded since the last poll."""
         stream = result.stream
-        if self.aligner is None or stream is None:
+        aligner = self.aligner
+        if aligner is None or stream is None:
             return
-        probe_frames = self.aligner.probe.frames
+        t0, speed, run_t0 = result.t0, result.speed, self.run_t0  # _run_time, inlined
         frames = stream.frames
-        while self._frames_fed < len(frames) and self._frames_fed < probe_frames:
-            f = frames[self._frames_fed]
+        end = min(len(frames), aligner.probe.frames)
+        if end > self._frames_fed:
+            new = frames[self._frames_fed : end]
             # The probe is the script's first step: frame k carries probe bytes 160k…
-            self.aligner.sent(f.offset // 160, self._run_time(result, f.t))
-            self._frames_fed += 1
+            aligner.sent_many(
+                [f.offset // 160 for f in new], [t0 + f.t / speed - run_t0 for f in new]
+            )
+            self._frames_fed = end
         # Heard audio: playout segments, in arrival order, one per non-empty media
         # message; the arrival time is the media message's, not the playout start.
         segments = stream.heard
         received = stream.received
-        while self._segments_fed < len(segments):
-            while self._media_fed < len(received) and (
-                received[self._media_fed].event != "media" or received[self._media_fed].size == 0
-            ):
-                self._media_fed += 1
-            if self._media_fed >= len(received):
+        n_received = len(received)
+        seg, med = self._segments_fed, self._media_fed
+        while seg < len(segments):
+            while med < n_received and (received[med].event != "media" or received[med].size == 0):
+                med += 1
+            if med >= n_received:
                 break
-            arrived = self._run_time(result, received[self._media_fed].t)
-            self.aligner.heard(segments[self._segments_fed].data, arrived)
-            self._segments_fed += 1
-            self._media_fed += 1
-        self.aligner.advance()
+            aligner.heard(segments[seg].data, t0 + received[med].t / speed - run_t0)
+            seg += 1
+            med += 1
+        self._segments_fed, self._media_fed = seg, med
+        aligner.advance()
 
     def latency_p99_ms(self) -> float | None:
         if self.aligner is None or not self.aligner.latencies:

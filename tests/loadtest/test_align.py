@@ -193,3 +193,20 @@ def test_every_dropped_frame_is_counted_lost(dropped: set[int]):
     r = _align(probe, kept + tail).result()
     assert r.frames_lost == len(dropped) and r.frames_unheard == 0
     assert r.frames_matched + r.frames_lost == r.frames_sent == 100
+
+
+def test_frames_sent_in_batches_count_as_sent_one_by_one():
+    probe = make_probe(1.0, 0.2, seed=12)
+    frames = _frames(probe.ulaw)
+    one = _align(probe, frames)
+    batched = EchoAligner(probe)
+    order = list(range(probe.frames))
+    order[3], order[4] = order[4], order[3]  # out of order within a batch: still all sent
+    for a in range(0, probe.frames, 9):
+        part = order[a : a + 9]
+        batched.sent_many(part + [-1, probe.frames], [0.02 * i + 0.001 for i in part] + [0, 0])
+        assert batched.result().frames_sent == min(a + 9, probe.noise_frames)
+    for j, chunk in enumerate(frames):
+        batched.heard(chunk, 0.02 * j + 0.005)
+    batched.advance(final=True)
+    assert batched.result() == one.result() and batched.latencies == one.latencies
