@@ -21,6 +21,11 @@ figures the tests assert on.  Not a test: nothing here fails on a slow machine.
 
 from __future__ import annotations
 
+import os
+
+# Before numpy loads, as bridge/__init__.py does: a threaded BLAS makes tiny products slow.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import base64
 import platform

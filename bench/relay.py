@@ -12,6 +12,11 @@ is the event loop and the kernel's share (socket reads and writes).
 
 from __future__ import annotations
 
+import os
+
+# Before numpy loads, as bridge/__init__.py does: a threaded BLAS makes tiny products slow.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import base64
 import cProfile
