@@ -5,7 +5,7 @@ Everything the synthetic caller records is in call-time seconds since the call b
 call runs in half a second and still reports 10 seconds of media, so scripts, playout
 and recordings mean the same at any speed.  Frame ``k`` is due at call time
 ``k * 20 ms`` exactly: deadlines come from the frame index, never from the previous
-sleep, so pacing does not drift when an iteration runs late (it catches up instead).
+timer, so pacing does not drift when the loop runs late (it catches up instead).
 """
 
 from __future__ import annotations
@@ -35,17 +35,16 @@ class CallClock:
         return (time.monotonic() - self.t0) * self.speed
 
     def monotonic_at(self, t: float) -> float:
-        """The ``time.monotonic()`` value at which call time ``t`` comes."""
+        """The ``time.monotonic()`` value at which call time ``t`` comes.
+
+        That is also the event loop's time base (``loop.time()`` is ``time.monotonic()``
+        under asyncio, the same clock in 1 ms steps under uvloop): ``loop.call_at`` takes it.
+        """
         return self.t0 + t / self.speed
 
     def wall(self, call_seconds: float) -> float:
         """How long ``call_seconds`` of call time lasts on the wall clock."""
         return call_seconds / self.speed
-
-    async def sleep_until(self, t: float) -> None:
-        delay = self.monotonic_at(t) - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
 
     async def sleep(self, call_seconds: float) -> None:
         if call_seconds > 0:

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from bridge.emulator.twilio.clock import CallClock
+from bridge.emulator.twilio.clock import CallClock, frame_due
 from bridge.emulator.twilio.playout import MarkEcho
 from bridge.emulator.twilio.records import Received, Sent, SentFrame, StreamRecord
-from bridge.emulator.twilio.script import FRAME_BYTES, FRAME_S, SILENCE_FRAME, ScriptRunner
+from bridge.emulator.twilio.script import FRAME_BYTES, SILENCE_FRAME, ScriptRunner
 from bridge.emulator.twilio.webhook import ws_upgrade_headers
 from bridge.errors import TwilioProtocolError
 from bridge.twilio import media as m
@@ -187,8 +187,8 @@ class StreamSession:
         if not self._ended:
             self._send_due()  # frame 0 is due now
 
-    def _end(self, at: float | None = None) -> None:
-        """The stream is over at call time ``at`` (now): stop sending, stop playout."""
+    def _end(self) -> None:
+        """The stream is over now: stop sending; audio not played by now is never heard."""
         self._ended = True
         if self._timer is not None:
             self._timer.cancel()
@@ -196,9 +196,8 @@ class StreamSession:
         if self.interrupts.wake == self._woken:
             self.interrupts.wake = None
         rec = self.record
-        end = self.clock.now() if at is None else at
-        rec.ended_at = end
-        rec.playout.hang_up(end)  # playout stops when the socket ended
+        rec.ended_at = end = self.clock.now()
+        rec.playout.hang_up(end)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
@@ -250,7 +249,7 @@ class StreamSession:
         now = clock.now()
         limit = now + EARLY_S * clock.speed
         out: list[str] = []
-        while start + k * FRAME_S <= limit:
+        while frame_due(start, k) <= limit:
             tick = runner.tick(now, playout.playing(now))
             for digit in tick.digits:
                 seq = self._take_seq()
@@ -274,9 +273,7 @@ class StreamSession:
             now = clock.now()
         self._k = k
         sock.send_texts(out)
-        # The loop's clock is time.monotonic() (asyncio) or the same clock in 1 ms steps
-        # (uvloop), so the deadline is the call clock's, converted.
-        self._timer = self._loop.call_at(clock.monotonic_at(start + k * FRAME_S), self._send_due)
+        self._timer = self._loop.call_at(clock.monotonic_at(frame_due(start, k)), self._send_due)
 
     def on_writable(self) -> None:
         if self._paused:
