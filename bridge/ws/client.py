@@ -25,6 +25,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from bridge.ws.frames import RAW, TEXT
 from bridge.ws.socket import ABNORMAL, DirectSocket
 
 CLOSE_TIMEOUT_S = 2.0  # how long we wait for the server to end TCP after the closing handshake
@@ -49,6 +50,8 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
         self._pong_timer: asyncio.TimerHandle | None = None
         self._ping_payload: bytes | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._handshaking = True
+        self._response = b""
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -58,9 +61,44 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
         self._flush()  # the handshake request, queued by ``open_socket``
 
     def data_received(self, data: bytes) -> None:
-        ws = self._ws
-        ws.receive_data(data)
+        splitter = self._splitter
+        if splitter is not None:  # the common case: whole data frames, straight to the sink
+            ws = self._ws
+            for kind, payload in splitter.feed(data):
+                if kind != RAW:
+                    self._deliver(kind == TEXT, payload)
+                    continue
+                ws.receive_data(payload)  # control frames, fragments, faults: the library
+                self._process()
+                if ws.parser_exc is not None:
+                    splitter.passthrough = True
+                    break
+            return
+        if self._handshaking:
+            self._handshake_data(data)
+            return
+        self._ws.receive_data(data)
         self._process()
+
+    def _handshake_data(self, data: bytes) -> None:
+        # Feed the library the HTTP response and nothing after it, so that frames that
+        # came in the same read start the fast path at a frame boundary.
+        self._response += data
+        end = self._response.find(b"\r\n\r\n")
+        if end < 0:
+            self._ws.receive_data(data)
+            self._process()
+            return
+        cut = end + 4 - (len(self._response) - len(data))  # header bytes within `data`
+        self._handshaking = False
+        self._response = b""
+        self._ws.receive_data(data[:cut])
+        self._process()
+        rest = data[cut:]
+        if self._opened.done() and not self._opened.exception():
+            self._go_fast(client=True)
+        if rest:
+            self.data_received(rest)
 
     def eof_received(self) -> bool:
         self._ws.receive_eof()

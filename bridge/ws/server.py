@@ -20,6 +20,7 @@ from typing import Any, cast
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
 
+from bridge.ws.frames import RAW, TEXT
 from bridge.ws.socket import ABNORMAL, NO_STATUS, DirectSocket, MessageSink
 
 EXTENSION = "bridge.direct"
@@ -43,6 +44,7 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol, DirectSocket):
         self._ws = self.conn
         self._transport = None
         self._init_direct()
+        self._fast_decided = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -98,6 +100,34 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol, DirectSocket):
     # ------------------------------------------------------------------ lifecycle
 
     def data_received(self, data: bytes) -> None:
+        splitter = self._splitter
+        if splitter is None and not self._fast_decided and self._accepted():
+            # The first read after the 101: the library holds no partial frame (a client
+            # may not send before the 101), so the fast path starts at a frame boundary.
+            self._fast_decided = True
+            if not self.conn.reader.buffer:
+                self._go_fast(client=False)
+                splitter = self._splitter
+        if splitter is None:
+            self._library_data(data)
+            return
+        for kind, payload in splitter.feed(data):
+            if kind == RAW:  # control frames, fragments, faults: the library
+                self._library_data(payload)
+                if self.conn.parser_exc is not None:
+                    splitter.passthrough = True
+                    return
+            elif self._sink is not None:
+                self._deliver(kind == TEXT, payload)
+            else:  # not attached (yet): the ASGI app's queue, as uvicorn would
+                self.curr_msg_data_type = "text" if kind == TEXT else "bytes"
+                self.frames = [payload]
+                self.send_receive_event_to_app()
+
+    def _accepted(self) -> bool:
+        return self.handshake_complete and not self.close_sent and self.initial_response is None
+
+    def _library_data(self, data: bytes) -> None:
         # uvicorn checks ``parser_exc`` first and drops the frames that came before the
         # bad one in the same read; deliver those, then fail.
         conn = self.conn

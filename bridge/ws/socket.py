@@ -27,6 +27,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import State
 
+from bridge.ws.frames import FrameSplitter, MaskKeys, text_frame
+
 OPEN = State.OPEN
 
 log = logging.getLogger("bridge.ws")
@@ -93,6 +95,11 @@ class DirectSocket:
         self._close_sent = False
         self._notified_close = False
         self._done = asyncio.get_running_loop().create_future()
+        # Set once the handshake is done on a connection without extensions: data frames
+        # in and text frames out then skip the library's per-frame machinery (frames.py).
+        self._splitter: FrameSplitter | None = None
+        self._fast_send = False
+        self._mask_keys: MaskKeys | None = None  # client side: frames we send are masked
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -125,6 +132,17 @@ class DirectSocket:
         if self._is_closing():
             return False
         ws = self._ws
+        if self._fast_send and not ws.expect_continuation_frame:
+            if ws.writes:  # the library's own frames (a pong) keep their place in line
+                self._flush()
+            keys = self._mask_keys
+            if keys is None:
+                data = b"".join([text_frame(t.encode()) for t in texts])
+            else:
+                data = b"".join([text_frame(t.encode(), keys.take()) for t in texts])
+            assert self._transport is not None
+            self._transport.write(data)
+            return True
         for text in texts:
             ws.send_text(text.encode())
         self._flush()
@@ -162,11 +180,36 @@ class DirectSocket:
         transport = self._transport
         if transport is None:
             return
-        for chunk in self._ws.data_to_send():
+        chunks = self._ws.data_to_send()
+        if not chunks:
+            return
+        if len(chunks) == 1 and chunks[0]:
+            transport.write(chunks[0])
+            return
+        pending: list[bytes] = []
+        for chunk in chunks:  # one write for all frames: one syscall, not one each
             if chunk:
-                transport.write(chunk)
-            elif transport.can_write_eof():  # sans-I/O asks for EOF after the close
+                pending.append(chunk)
+                continue
+            if pending:
+                transport.write(b"".join(pending))
+                pending = []
+            if transport.can_write_eof():  # sans-I/O asks for EOF after the close
                 transport.write_eof()
+        if pending:
+            transport.write(b"".join(pending))
+
+    def _go_fast(self, *, client: bool) -> None:
+        """Handshake done, nothing of the next frame read yet: take the fast paths."""
+        ws = self._ws
+        if ws.extensions or ws.state is not OPEN:
+            return
+        limit = ws.max_message_size
+        if ws.max_fragment_size is not None:
+            limit = ws.max_fragment_size if limit is None else min(limit, ws.max_fragment_size)
+        self._splitter = FrameSplitter(masked=not client, max_size=limit)
+        self._fast_send = True
+        self._mask_keys = MaskKeys() if client else None
 
     def _handle_frame(self, frame: Frame) -> bool:
         """Deliver a data frame; True if it was one (control frames are the caller's)."""
