@@ -204,7 +204,8 @@ def test_frames_sent_in_batches_count_as_sent_one_by_one():
     order[3], order[4] = order[4], order[3]  # out of order within a batch: still all sent
     for a in range(0, probe.frames, 9):
         part = order[a : a + 9]
-        batched.sent_many(part + [-1, probe.frames], [0.02 * i + 0.001 for i in part] + [0, 0])
+        # out-of-range frame numbers (not probe frames) are ignored
+        batched.sent_many([*part, -1, probe.frames], [*(0.02 * i + 0.001 for i in part), 0, 0])
         assert batched.result().frames_sent == min(a + 9, probe.noise_frames)
     for j, chunk in enumerate(frames):
         batched.heard(chunk, 0.02 * j + 0.005)
