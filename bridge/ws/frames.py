@@ -13,12 +13,14 @@ dominate, in a few µs, and hands everything else to the library:
   close, fragments) comes out whole as ``(RAW, frame_bytes)`` for the library, which is
   thereby always fed whole frames and stays at a frame boundary.  Anything malformed
   or oversized turns the splitter into a pass-through from that byte on: the library
-  sees exactly what the peer sent and fails the connection as it would have.
+  sees exactly what the peer sent and fails the connection as it would have.  So does
+  a close frame: the library discards what a peer sends after it, and so nothing
+  after it comes out as a message.
 * :func:`text_frame` serializes one text frame (client side: masked, with a key from a
   pool filled by ``os.urandom``, as RFC 6455 §5.3 asks of a strong entropy source).
 
-Used only on connections without extensions (we never negotiate permessage-deflate
-on the relay's sockets, so compressed frames cannot occur).
+Used only on connections without extensions: a peer that negotiated permessage-deflate
+(uvicorn accepts it when a client asks) stays on the library's path.
 """
 
 from __future__ import annotations
@@ -31,21 +33,31 @@ try:
 except ImportError:  # pragma: no cover - the C extension ships in websockets' wheels
     from websockets.utils import apply_mask
 
-_BAD = -1
 RAW = 0  # a frame (or, after a fault, the rest of the stream) for the library
 TEXT = 1
 BINARY = 2
-_CONTROL = frozenset((8, 9, 10))  # close, ping, pong
+_CLOSE = 8
+_OPCODES = frozenset((0, 1, 2, 8, 9, 10))  # continuation, text, binary, close, ping, pong
 _MASK_POOL = 4096  # mask keys drawn from one os.urandom call: 1024 frames per syscall
 
 
 class FrameSplitter:
-    def __init__(self, *, masked: bool, max_size: int | None) -> None:
-        self._masked = masked  # frames from the peer must carry a mask (we are the server)
+    """Cuts whole frames out of one direction's byte stream (see the module's docstring).
+
+    ``max_size`` is the library's limit on a message (and on each frame of it), and
+    ``current_size`` its own ``current_size``: the bytes of a fragmented message it
+    has already read (a server's library parses what a client sends before the 101).
+    """
+
+    def __init__(
+        self, *, masked: bool, max_size: int | None, current_size: int | None = None
+    ) -> None:
+        self._mask_bit = 0x80 if masked else 0  # a server's peer must mask, a client's not
         self._max = max_size if max_size is not None else 1 << 63
+        self._size = current_size  # as the library's: None outside a fragmented message
+        self._room = self._max - (current_size or 0)  # the longest payload it accepts now
         self._buf = bytearray()  # the start of a frame still arriving
-        self._fragmented = False  # inside a fragmented message: fragments go to the library
-        self.passthrough = False  # after a malformed frame: everything goes to the library
+        self.passthrough = False  # after a malformed frame or a close: all to the library
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         if self.passthrough:
@@ -60,6 +72,11 @@ class FrameSplitter:
         n, pos = len(buf), 0
         while n - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
+            op = b0 & 0x0F
+            if b0 & 0x70 or b1 & 0x80 != self._mask_bit or op not in _OPCODES:
+                # websockets fails on these two bytes (RSV bits: once the frame is read):
+                # hand them over now, not once a longer length field has arrived.
+                return self._hand_over(out, buf, pos)
             length, head = b1 & 0x7F, 2
             if length == 126:
                 if n - pos < 4:
@@ -70,42 +87,36 @@ class FrameSplitter:
                     break
                 (length,) = struct.unpack_from("!Q", buf, pos + 2)
                 head = 10
-            masked = b1 & 0x80
-            if masked:
+            if length > self._room:  # websockets' PayloadTooBig, raised on the header
+                return self._hand_over(out, buf, pos)
+            if self._mask_bit:
                 head += 4
-            op, fin = b0 & 0x0F, b0 & 0x80
-            fragmented = self._fragmented  # after this frame, once it is whole
-            if b0 & 0x70 or bool(masked) != self._masked:
-                kind = _BAD
-            elif op in (TEXT, BINARY):
-                if length > self._max:
-                    kind = _BAD
-                elif fragmented:
+            size = self._size  # the library's, once this frame is whole
+            if op in (TEXT, BINARY):
+                if size is not None:
                     kind = RAW  # a new message inside a fragmented one: the library's error
-                elif fin:
+                elif b0 & 0x80:
                     kind = op
                 else:
-                    kind, fragmented = RAW, True
+                    kind, size = RAW, length
             elif op == 0:
-                kind = _BAD if length > self._max else RAW
-                if fin:
-                    fragmented = False
-            elif op in _CONTROL and fin and length <= 125:
+                kind = RAW  # (a continuation without a start: the library's error)
+                if size is not None:
+                    size = None if b0 & 0x80 else size + length
+            elif b0 & 0x80 and length <= 125:  # close, ping, pong
                 kind = RAW
             else:
-                kind = _BAD
-            if kind == _BAD:  # malformed: the library gets the rest and fails the connection
-                self.passthrough = True
-                out.append((RAW, bytes(buf[pos:])))
-                self._buf = bytearray()
-                return out
+                return self._hand_over(out, buf, pos)
             end = pos + head + length
             if end > n:
                 break
-            self._fragmented = fragmented
             if kind == RAW:
+                self._size = size
+                self._room = self._max if size is None else self._max - size
                 out.append((RAW, bytes(buf[pos:end])))
-            elif masked:
+                if op == _CLOSE:  # websockets discards what follows a close: it decides
+                    return self._hand_over(out, buf, end)
+            elif self._mask_bit:
                 out.append(
                     (kind, apply_mask(buf[pos + head : end], buf[pos + head - 4 : pos + head]))
                 )
@@ -116,6 +127,16 @@ class FrameSplitter:
             del self._buf[:pos]
         elif pos < n:
             self._buf = bytearray(buf[pos:])
+        return out
+
+    def _hand_over(
+        self, out: list[tuple[int, bytes]], buf: bytes | bytearray, pos: int
+    ) -> list[tuple[int, bytes]]:
+        """From ``pos`` on, the library gets the peer's bytes as they are."""
+        self.passthrough = True
+        if pos < len(buf):
+            out.append((RAW, bytes(buf[pos:])))
+        self._buf = bytearray()
         return out
 
 
