@@ -207,7 +207,10 @@ class DirectSocket:
         limit = ws.max_message_size
         if ws.max_fragment_size is not None:
             limit = ws.max_fragment_size if limit is None else min(limit, ws.max_fragment_size)
-        self._splitter = FrameSplitter(masked=not client, max_size=limit)
+        # A fragment the library already read (sent before the 101) keeps its place.
+        self._splitter = FrameSplitter(
+            masked=not client, max_size=limit, current_size=ws.current_size
+        )
         self._fast_send = True
         self._mask_keys = MaskKeys() if client else None
 
