@@ -28,7 +28,7 @@ from websockets.uri import parse_uri
 from bridge.ws.frames import RAW, TEXT
 from bridge.ws.socket import ABNORMAL, DirectSocket
 
-CLOSE_TIMEOUT_S = 2.0  # how long we wait for the server to end TCP after the closing handshake
+CLOSE_TIMEOUT_S = 2.0  # then TCP is aborted: a peer that stopped reading cannot hold the socket
 
 
 class ClientSocket(asyncio.Protocol, DirectSocket):
@@ -154,7 +154,7 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
         self._flush()  # pongs, the close answer, EOF: whatever the protocol queued
         if ws.close_expected() and self._close_timer is None and self._transport is not None:
             # The server ends TCP after the closing handshake; do it ourselves if it won't.
-            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.close)
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.abort)
 
     def _handshake_done(self) -> None:
         if self._opened.done():
@@ -204,7 +204,7 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
     def _after_close_sent(self) -> None:
         if self._close_timer is None and self._transport is not None:
             # Bounded wait for the server's close frame and its end of TCP.
-            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.close)
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.abort)
 
 
 async def open_socket(
