@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -97,6 +98,7 @@ async def _serve(args: argparse.Namespace) -> None:
         agents = ", ".join(sorted(app.state.platform.agents))
         # Plain lines for a person at a terminal; the JSON logs follow.
         print(f"emulator listening on {srv.http_url}", file=sys.stderr, flush=True)
+        gc.freeze()  # start-up objects stay out of the collector's full passes
         print(f"  ELEVENLABS_BASE_URL={srv.http_url}", file=sys.stderr)
         print(
             f"  TWILIO_API_BASE_URL={srv.http_url}  (account {args.account_sid})", file=sys.stderr

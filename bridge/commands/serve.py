@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import secrets
 import signal
@@ -92,6 +93,9 @@ async def _serve(cfg: Config) -> None:
                 ws_max_size=effective.server.max_message_bytes,
             ) as server:
                 log_event(logger, "serve.listening", url=server.http_url)
+                # Everything built at start-up lives as long as the process: keep it out
+                # of the cyclic collector's full passes (each one stalls every call).
+                gc.freeze()
                 await stop.wait()
                 log_event(logger, "serve.signal", signal=signals[0])
                 await ops.drain.run()
