@@ -5,7 +5,8 @@ Runs one :class:`~bridge.call.session.CallSession` the way the driver does: a Tw
 queue; an agent ``audio`` event (JSON text) is parsed, handled and its Twilio frames
 (media, and a mark every 100 ms) taken.  The WebSocket framing on both sockets is timed
 with ``websockets``' sans-I/O protocol, as :mod:`bridge.ws` uses it.  What this leaves out
-is the event loop and the kernel's share (socket reads and writes).
+is the event loop and the kernel's share (socket reads and writes); see
+``bench/relay_floor.py`` for that.
 
     uv run python bench/relay.py [--format pcm_16000] [--frames 20000] [--profile]
 """
@@ -31,6 +32,7 @@ from bridge.call.plan import CallPlan
 from bridge.call.session import CallSession, SessionSettings
 from bridge.convai import messages as convai
 from bridge.twilio import media as twilio
+from bridge.ws.frames import FrameSplitter, text_frame
 
 SID = "MZ0123456789abcdef0123456789abcdef"
 CALL = "CA0123456789abcdef0123456789abcdef"
@@ -94,40 +96,30 @@ def run(fmt: str, frames: int) -> tuple[float, float, float, float]:
         while len(to_agent):
             to_agent.pop()
     t1 = time.process_time()
-    marks = 0
-    for i, text in enumerate(agent):
+    seq = frames + 1  # the caller frames above used 2 … frames + 1
+    for text in agent:
         s.agent_message(convai.parse_server(text))
         s.take_actions()
         while len(to_twilio):
             out = to_twilio.pop()
-            if '"mark"' in out[:20]:
-                marks += 1
-        if marks:  # Twilio echoes the marks; keep the session's bookkeeping realistic
-            marks = 0
-            s.caller_message(
-                twilio.parse_from_twilio(
-                    twilio.encode(
-                        twilio.Mark(
-                            sequenceNumber=str(frames + 10 + i),
-                            streamSid=SID,
-                            mark=twilio.MarkBody(name="x"),
-                        )
-                    )
-                )
-            )
+            if '"mark"' in out[:20]:  # Twilio echoes each mark (here at once)
+                seq += 1
+                name = twilio.parse_from_server(out).mark.name  # type: ignore[union-attr]
+                echo = twilio.Mark(str(seq), SID, twilio.MarkBody(name))
+                s.caller_message(twilio.parse_from_twilio(twilio.encode(echo)))
     t2 = time.process_time()
-    # Framing: the server side receives a masked frame and sends an unmasked one.
-    server = Protocol(Side.SERVER, state=State.OPEN)
+    # Framing as bridge.ws does it on an open socket: the server side cuts a masked frame
+    # out of the stream and unmasks it (FrameSplitter), and frames its answer (text_frame).
     client = Protocol(Side.CLIENT, state=State.OPEN)
     client.send_text(caller[0].encode())
     masked = b"".join(client.data_to_send())
-    n = min(frames, 5000)
+    splitter = FrameSplitter(masked=True, max_size=1 << 20)
+    answer = agent[0].encode()
+    n = min(frames, 20000)
     t3 = time.process_time()
     for _ in range(n):
-        server.receive_data(masked)
-        server.events_received()
-        server.send_text(agent[0].encode())
-        server.data_to_send()
+        splitter.feed(masked)
+        text_frame(answer)
     t4 = time.process_time()
     return (
         (t1 - t0) / frames * 1e6,
