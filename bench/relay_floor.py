@@ -10,6 +10,12 @@ callbacks and ``transport.write`` only.  Whatever this relay costs per call-seco
 what the kernel and the event loop charge for the traffic alone.
 
     uv run python bench/relay_floor.py --calls 20,100 --seconds 20
+    uv run python bench/relay_floor.py --ws ...   # the same over bridge.ws WebSockets
+
+With ``--ws`` every hop is a WebSocket as in the bridge: the relay is a uvicorn server
+with ``bridge.ws``'s protocol class (the callers' sockets) and ``bridge.ws`` client
+sockets to the agent (a ``bridge.ws`` server too); the relay still only forwards text.
+The difference from the plain run is what the WebSocket layers cost.
 """
 
 from __future__ import annotations
@@ -19,11 +25,21 @@ import asyncio
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import uvloop
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from bridge.asgi import running_server
+from bridge.ws.client import open_socket
+from bridge.ws.server import direct_socket
 
 MSG = 900
 MARK = b"m" * 60
+MARK_TEXT = MARK.decode()
 FRAME_S = 0.02
 
 
@@ -44,13 +60,74 @@ class Echo(asyncio.Protocol):
         self.t.write(data)  # type: ignore[attr-defined]
 
 
-def agent_main(port_q: mp.Queue[int]) -> None:
+def agent_main(port_q: mp.Queue[int], ws: bool) -> None:
     async def main() -> None:
+        if ws:
+            async with running_server(_ws_app(_echo_ws)) as srv:
+                port_q.put(srv.port)
+                await asyncio.Event().wait()
         server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
         port_q.put(server.sockets[0].getsockname()[1])
         await asyncio.Event().wait()
 
     uvloop.run(main())
+
+
+# ---------------------------------------------------------------------- WebSocket mode
+
+
+class _Sink:
+    def __init__(self, on_text: Callable[[str], None]) -> None:
+        self.on_text = on_text
+        self.closed = asyncio.Event()
+
+    def on_binary(self, data: bytes) -> None:
+        pass
+
+    def on_writable(self) -> None:
+        pass
+
+    def on_closed(self, code: int, reason: str) -> None:
+        self.closed.set()
+
+
+def _ws_app(handler: Callable[[WebSocket], Awaitable[None]]) -> Starlette:
+    return Starlette(routes=[WebSocketRoute("/", handler)])
+
+
+async def _echo_ws(ws: WebSocket) -> None:
+    await ws.accept()
+    sock = direct_socket(ws.scope)
+    assert sock is not None
+    sink = _Sink(lambda text: sock.send_texts([text]))
+    sock.attach(sink)
+    await sink.closed.wait()
+
+
+def _relay_ws(agent_port: int) -> Callable[[WebSocket], Awaitable[None]]:
+    async def relay(ws: WebSocket) -> None:
+        await ws.accept()
+        caller = direct_socket(ws.scope)
+        assert caller is not None
+        agent = await open_socket(f"ws://127.0.0.1:{agent_port}/")
+        n = 0
+
+        def from_agent(text: str) -> None:
+            nonlocal n
+            n += 1
+            caller.send_texts([text, MARK_TEXT] if n % 5 == 0 else [text])
+
+        def from_caller(text: str) -> None:
+            if len(text) >= MSG:  # a mark echo: nothing to forward
+                agent.send_texts([text])
+
+        agent.attach(_Sink(from_agent))
+        sink = _Sink(from_caller)
+        caller.attach(sink)
+        await sink.closed.wait()
+        agent.close()
+
+    return relay
 
 
 # ---------------------------------------------------------------------- relay
@@ -93,8 +170,12 @@ class CallerSide(asyncio.Protocol):
             self.agent.write(data)
 
 
-def relay_main(agent_port: int, port_q: mp.Queue[int]) -> None:
+def relay_main(agent_port: int, port_q: mp.Queue[int], ws: bool) -> None:
     async def main() -> None:
+        if ws:
+            async with running_server(_ws_app(_relay_ws(agent_port))) as srv:
+                port_q.put(srv.port)
+                await asyncio.Event().wait()
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: CallerSide(agent_port), "127.0.0.1", 0)
         port_q.put(server.sockets[0].getsockname()[1])
@@ -106,6 +187,18 @@ def relay_main(agent_port: int, port_q: mp.Queue[int]) -> None:
 # ---------------------------------------------------------------------- callers
 
 
+class _WsCaller:
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.text = "a" * MSG
+
+    def write(self, payload: bytes) -> None:
+        self.sock.send_texts([self.text])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Caller(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t = transport
@@ -115,13 +208,23 @@ class Caller(asyncio.Protocol):
             self.t.write(MARK)  # type: ignore[attr-defined]
 
 
-async def run_callers(port: int, calls: int, seconds: float) -> None:
+async def run_callers(port: int, calls: int, seconds: float, ws: bool) -> None:
     loop = asyncio.get_running_loop()
     payload = b"a" * MSG
-    transports = []
+    transports: list[Any] = []
     for _ in range(calls):
-        t, _ = await loop.create_connection(Caller, "127.0.0.1", port)
-        transports.append(t)
+        if ws:
+            sock = await open_socket(f"ws://127.0.0.1:{port}/")
+
+            def answer(text: str, sock: Any = sock) -> None:
+                if text == MARK_TEXT:
+                    sock.send_texts([MARK_TEXT])
+
+            sock.attach(_Sink(answer))
+            transports.append(_WsCaller(sock))
+        else:
+            t, _ = await loop.create_connection(Caller, "127.0.0.1", port)
+            transports.append(t)
     start = loop.time()
     frames = int(seconds / FRAME_S)
 
@@ -142,19 +245,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", default="20,100")
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--ws", action="store_true", help="every hop a bridge.ws WebSocket")
     a = ap.parse_args()
     ctx = mp.get_context("spawn")
     q: mp.Queue[int] = ctx.Queue()
-    agent = ctx.Process(target=agent_main, args=(q,), daemon=True)
+    agent = ctx.Process(target=agent_main, args=(q, a.ws), daemon=True)
     agent.start()
     agent_port = q.get(timeout=10)
-    relay = ctx.Process(target=relay_main, args=(agent_port, q), daemon=True)
+    relay = ctx.Process(target=relay_main, args=(agent_port, q, a.ws), daemon=True)
     relay.start()
     relay_port = q.get(timeout=10)
     try:
         for calls in (int(c) for c in a.calls.split(",")):
             r0, e0, c0 = cpu_s(relay.pid), cpu_s(agent.pid), time.process_time()  # type: ignore[arg-type]
-            uvloop.run(run_callers(relay_port, calls, a.seconds))
+            uvloop.run(run_callers(relay_port, calls, a.seconds, a.ws))
             r1, e1, c1 = cpu_s(relay.pid), cpu_s(agent.pid), time.process_time()  # type: ignore[arg-type]
             call_s = calls * a.seconds
             print(
