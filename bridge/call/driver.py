@@ -250,9 +250,9 @@ class CallDriver:
                 self.services.metrics.active_calls.inc()
                 if self.services.watch is not None:
                     self._watcher = self.services.watch(self)
-        if len(s.to_twilio) or self._end_stream is not None:
+        if s.to_twilio.chars or self._end_stream is not None:
             self._flush_twilio()
-        if len(s.to_agent):
+        if s.to_agent.chars:
             self._flush_agent()
 
     def _do(self, action: Action) -> None:
@@ -327,11 +327,11 @@ class CallDriver:
 
     def _flush_twilio(self) -> None:
         q, tw = self.session.to_twilio, self.twilio
-        if len(q) and tw.can_send:
-            tw.send_texts([q.pop() for _ in range(len(q))])
+        if q.chars and tw.can_send:
+            tw.send_texts(q.take_all())
             if self._relay_probe is not None:
                 self._relay_done(q.removed, q.dropped + q.clears)
-        if self._end_stream is not None and self._may_close and not len(q):
+        if self._end_stream is not None and self._may_close and not q.chars:
             self._close_stream()
 
     def _close_stream(self) -> None:
@@ -433,8 +433,8 @@ class CallDriver:
 
     def _flush_agent(self) -> None:
         q, sock = self.session.to_agent, self._agent
-        if sock is not None and len(q) and sock.can_send:
-            sock.send_texts([q.pop() for _ in range(len(q))])
+        if sock is not None and q.chars and sock.can_send:
+            sock.send_texts(q.take_all())
 
     async def _run_tool(self, action: RunTool) -> None:
         result, is_error = await self.services.tools.run(action.name, self, action.parameters)

@@ -22,7 +22,8 @@ class FrameQueue:
         self._q: deque[str] = deque()
         self._max = max_chars
         self._prefix = audio_prefix
-        self.chars = 0  # text queued, the measure of the bound
+        self.chars = 0  # text queued, the measure of the bound (frames are never empty,
+        # so ``chars`` is also the cheapest "anything queued?" on the hot path)
         self.dropped = 0  # audio frames shed under backpressure
         # Running totals, so a frame's position can be followed (relay-latency samples):
         # frame number ``added`` has left the queue once ``removed`` reaches it.
@@ -52,6 +53,14 @@ class FrameQueue:
         self.chars -= len(frame)
         self.removed += 1
         return frame
+
+    def take_all(self) -> list[str]:
+        """Every queued frame, oldest first, in one step (the writer's flush)."""
+        out = list(self._q)
+        self._q.clear()
+        self.chars = 0
+        self.removed += len(out)
+        return out
 
     def clear(self) -> list[str]:
         """Empty the queue; returns what was in it, oldest first."""

@@ -129,20 +129,29 @@ class DirectSocket:
 
     def send_texts(self, texts: list[str]) -> bool:
         """Frame ``texts`` and write them in one go; False if the socket is closing."""
-        if self._is_closing():
-            return False
-        ws = self._ws
-        if self._fast_send and not ws.expect_continuation_frame:
+        ws, transport = self._ws, self._transport
+        if (
+            self._fast_send
+            and ws.state is OPEN  # neither side's close frame is on its way
+            and not self._close_sent
+            and transport is not None
+            and not transport.is_closing()
+            and not ws.expect_continuation_frame
+        ):
             if ws.writes:  # the library's own frames (a pong) keep their place in line
                 self._flush()
             keys = self._mask_keys
             if keys is None:
+                if len(texts) == 1:
+                    transport.write(text_frame(texts[0].encode()))
+                    return True
                 data = b"".join([text_frame(t.encode()) for t in texts])
             else:
                 data = b"".join([text_frame(t.encode(), keys.take()) for t in texts])
-            assert self._transport is not None
-            self._transport.write(data)
+            transport.write(data)
             return True
+        if self._is_closing():
+            return False
         for text in texts:
             ws.send_text(text.encode())
         self._flush()

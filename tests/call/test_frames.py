@@ -43,3 +43,14 @@ def test_push_front_jumps_the_queue() -> None:
     q.push('{"user_audio_chunk":"AAAA"}')
     q.push_front('{"type":"pong","event_id":1}')
     assert q.pop() == '{"type":"pong","event_id":1}'
+
+
+def test_take_all_empties_in_order_and_keeps_the_running_totals() -> None:
+    q = FrameQueue(10_000, TWILIO_AUDIO_PREFIX)
+    frames = [media_frame("MZ1", "AAAA"), MARK, media_frame("MZ1", "BBBB")]
+    for f in frames:
+        q.push(f)
+    q.pop()
+    assert q.take_all() == frames[1:]
+    assert q.chars == 0 and len(q) == 0 and q.take_all() == []
+    assert (q.added, q.removed, q.clears) == (3, 3, 0)  # a flush is not a clear
