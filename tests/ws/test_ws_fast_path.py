@@ -31,22 +31,10 @@ from websockets.uri import parse_uri
 from bridge.asgi import running_server
 from bridge.ws.client import open_socket
 from bridge.ws.server import EXTENSION, DirectWebSocketProtocol, direct_socket
-from tests.ws.peers import WAIT_S, DirectServer, RawPeer, Recorder, direct_server, raw_client
+from tests.ws.peers import WAIT_S, DirectServer, RawPeer, Recorder, raw_client
 
 # One server per module (and event loop): uvicorn's start and stop cost ~0.2 s each.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def shared_server() -> AsyncIterator[DirectServer]:
-    async with direct_server() as server:
-        yield server
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def server(shared_server: DirectServer) -> AsyncIterator[DirectServer]:
-    yield shared_server
-    await shared_server.settle()
 
 
 def text(payload: bytes, *, mask: bool) -> bytes:

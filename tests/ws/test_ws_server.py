@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Opcode
@@ -17,18 +15,6 @@ from tests.ws.peers import WAIT_S, DirectServer, Recorder, direct_server, raw_cl
 
 # One server per module (and event loop): uvicorn's start and stop cost ~0.2 s each.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def shared_server() -> AsyncIterator[DirectServer]:
-    async with direct_server() as server:
-        yield server
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def server(shared_server: DirectServer) -> AsyncIterator[DirectServer]:
-    yield shared_server
-    await shared_server.settle()
 
 
 async def test_text_and_binary_both_ways_with_our_client(server: DirectServer) -> None:
