@@ -3,19 +3,15 @@
 
 Authorization comes first: an unknown or missing agent, or a private agent without a
 valid signed-URL token or API key, is accepted and closed at once with 1008 and the
-reason, as the platform does.  Then the conversation runs on one of two paths:
+reason, as the platform does.  Then a :class:`_Link` is the socket's sink: each text
+frame is fed to the conversation in the callback and what it answers is written at
+once, in one ``write``; the conversation's clock is one ``loop.call_later`` timer,
+re-armed only when its deadline moves.  No task, queue or await per frame.  While the
+client reads too slowly (``can_send`` False) outputs wait in order, up to
+:data:`MAX_PENDING_OUTPUTS`, and go out on ``on_writable``.
 
-* **direct** (our uvicorn protocol, :mod:`bridge.ws.server`): a :class:`_DirectLink` is
-  the socket's sink.  Each text frame is fed to the conversation in the callback and
-  what it answers is written at once, in one ``write``; the conversation's clock is one
-  ``loop.call_later`` timer, re-armed only when its deadline moves.  No task, queue or
-  await per frame.  While the client reads too slowly (``can_send`` False) outputs wait
-  in order, up to :data:`MAX_PENDING_OUTPUTS`, and go out on ``on_writable``.
-* **ASGI** (any other server): one reader task feeding a bounded queue (a fast sender is
-  slowed by TCP, not buffered without limit) and this handler as the clock and output.
-
-Both paths drive the same four calls (``receive``/``tick``/``take_outputs``/
-``next_deadline``) in the same order, so the conversation behaves the same on either.
+The socket is the direct one of our uvicorn protocol (:mod:`bridge.ws.server`), or under
+any other server the same API over plain ASGI (:class:`~bridge.ws.asgi_socket.AsgiSocket`).
 """
 
 from __future__ import annotations
@@ -27,10 +23,8 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import MutableMapping
-from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from bridge.emulator.platform.conversation import (
     CLOSE_POLICY,
@@ -43,12 +37,13 @@ from bridge.emulator.platform.conversation import (
 )
 from bridge.emulator.platform.state import PlatformState
 from bridge.log import log_event
+from bridge.ws.asgi_socket import AsgiSocket
 from bridge.ws.server import direct_socket
-from bridge.ws.socket import ABNORMAL, NO_STATUS, DirectSocket
+from bridge.ws.socket import ABNORMAL, NO_STATUS, MessageSocket
 
 log = logging.getLogger("bridge.emulator.platform")
 
-READ_QUEUE_FRAMES = 64
+CLOSE_WAIT_S = 2.0  # the client's answer to our close
 # Outputs held while the client does not read (~40 s of 20 ms loopback audio); past
 # that the client is taken as stuck and the socket closed rather than grown further.
 MAX_PENDING_OUTPUTS = 2000
@@ -107,11 +102,7 @@ class ConversationEndpoint:
             agent_id=agent_id,
         )
         try:
-            sock = direct_socket(ws.scope)
-            if sock is not None:
-                await _DirectLink(sock, conv).run()
-            else:
-                await _run_asgi(ws, conv)
+            await _Link(direct_socket(ws.scope) or AsgiSocket(ws), conv).run()
         finally:
             if conv.record.ended_at_unix is None:
                 conv.record.ended_at_unix = time.time()
@@ -125,11 +116,8 @@ class ConversationEndpoint:
             )
 
 
-# ====================================================================== direct path
-
-
-class _DirectLink:
-    """One conversation on a :class:`DirectSocket`: its sink, its timer, its output.
+class _Link:
+    """One conversation on a socket: its sink, its timer, its output.
 
     Every input (a frame, the timer, the socket becoming writable) is one *step*: feed
     the conversation, write what it produced, re-arm the timer.  :attr:`done` resolves
@@ -137,7 +125,7 @@ class _DirectLink:
     the client gone); the handler's coroutine awaits it.
     """
 
-    def __init__(self, sock: DirectSocket, conv: EmulatedConversation):
+    def __init__(self, sock: MessageSocket, conv: EmulatedConversation):
         self.sock = sock
         self.conv = conv
         self.loop = asyncio.get_running_loop()
@@ -158,6 +146,11 @@ class _DirectLink:
             await self.done
         finally:
             self._stop()
+        # A close we sent is on its way (the ASGI socket's writer may still hold it):
+        # let the closing handshake finish before the handler returns, bounded.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self.sock.wait_closed()
 
     # ------------------------------------------------------------------ sink
 
@@ -302,68 +295,3 @@ class _DirectLink:
         self._stop()
         if not self.done.done():
             self.done.set_result(None)
-
-
-# ====================================================================== ASGI path
-
-
-async def _run_asgi(ws: WebSocket, conv: EmulatedConversation) -> None:
-    queue: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue(READ_QUEUE_FRAMES)
-    reader = asyncio.create_task(_read(ws, queue))
-    try:
-        await _asgi_loop(ws, conv, queue)
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-
-
-async def _asgi_loop(
-    ws: WebSocket,
-    conv: EmulatedConversation,
-    queue: asyncio.Queue[MutableMapping[str, Any]],
-) -> None:
-    conv.tick(time.monotonic())
-    while True:
-        for out in conv.take_outputs():
-            if isinstance(out, SendText):
-                try:
-                    await ws.send_text(out.text)
-                except (WebSocketDisconnect, RuntimeError, OSError):
-                    conv.client_closed(None, "connection lost while sending", time.time())
-                    return
-            elif isinstance(out, CloseConnection):
-                with contextlib.suppress(RuntimeError, OSError):
-                    await ws.close(out.code, out.reason)
-                return
-        if conv.closed:
-            return
-        deadline = conv.next_deadline()
-        timeout = (
-            None
-            if deadline is None or math.isinf(deadline)
-            else max(0.0, deadline - time.monotonic())
-        )
-        try:
-            message = await asyncio.wait_for(queue.get(), timeout)
-        except TimeoutError:
-            conv.tick(time.monotonic())
-            continue
-        now = time.monotonic()
-        kind = message["type"]
-        if kind == "websocket.disconnect":
-            conv.client_closed(message.get("code"), message.get("reason") or "", time.time())
-            return
-        if message.get("text") is not None:
-            conv.receive(message["text"], now)
-        elif message.get("bytes") is not None:
-            conv.receive_binary(now)
-        conv.tick(now)
-
-
-async def _read(ws: WebSocket, queue: asyncio.Queue[MutableMapping[str, Any]]) -> None:
-    while True:
-        message = await ws.receive()
-        await queue.put(message)
-        if message["type"] == "websocket.disconnect":
-            return
