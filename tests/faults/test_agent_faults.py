@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from bridge.ws.client import ClientSocket
-
 from bridge.config import ws_url_for
 from bridge.convai.client import AgentConnector
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult
 from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk, WaitForAgent
 from bridge.emulator.twilio.twiml import Say
+from bridge.ws.client import ClientSocket
 from tests.e2e.conftest import E2E, heard_between, script_time, tone_snr_db, tone_ulaw
 from tests.faults.conftest import closed_port, eventually, fault_bridge, metric, silent_server
 from tests.fixtures.platform_emulator import PlatformEmulator
