@@ -107,6 +107,14 @@ def summary_table(phases: list[PhaseFigures]) -> Table:
     row("failed to connect", [str(ph.outcomes["failed_to_connect"]) for ph in phases])
     row("dropped mid-call", [str(ph.outcomes["dropped"]) for ph in phases])
     row("peak concurrent", [str(ph.resources.peak_concurrent_calls) for ph in phases])
+    # Both ways on the caller's side are 8 kHz mu-law: 8000 bytes a second.
+    row(
+        "caller audio sent / heard s",
+        [
+            f"{ph.integrity.bytes_sent / 8000:.1f} / {ph.integrity.bytes_received / 8000:.1f}"
+            for ph in phases
+        ],
+    )
     row(
         "webhook→TwiML p50/p99 ms",
         [f"{_ms(ph.webhook_ms, 'p50')} / {_ms(ph.webhook_ms)}" for ph in phases],

@@ -103,6 +103,8 @@ def test_summary_and_plain_progress(tmp_path):
             )
     text = (tmp_path / "o.txt").read_text()
     assert "relay latency p99 ms" in text and "150.0" in text
+    # Two calls of 80 000 mu-law bytes sent and 79 680 heard: seconds at 8000 bytes/s.
+    assert "caller audio sent / heard s" in text and "20.0 / 19.9" in text
     assert "active=3 completed=1 errors=0 p99_ms=4.5" in text
 
 
