@@ -73,6 +73,8 @@ class AgentConnector:
                 user_agent="bridge",
                 ping_interval_s=PING_INTERVAL_S,
                 ping_timeout_s=PING_TIMEOUT_S,
+                # As the platform REST client does (httpx reads the same variables).
+                use_proxy=True,
             )
         except InvalidStatus as e:
             status = e.response.status_code

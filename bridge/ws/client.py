@@ -18,12 +18,14 @@ import struct
 from collections.abc import Iterable
 from typing import cast
 
+from websockets.asyncio.client import connect_http_proxy
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHandshake
+from websockets.exceptions import InvalidHandshake, ProxyError
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
-from websockets.uri import parse_uri
+from websockets.proxy import get_proxy, parse_proxy
+from websockets.uri import WebSocketURI, parse_uri
 
 from bridge.ws.frames import RAW, TEXT
 from bridge.ws.socket import ABNORMAL, DirectSocket
@@ -217,8 +219,15 @@ async def open_socket(
     ping_interval_s: float | None = 20.0,
     ping_timeout_s: float | None = 20.0,
     ssl_context: ssl.SSLContext | None = None,
+    use_proxy: bool = False,
 ) -> ClientSocket:
-    """Connect and complete the handshake; the socket buffers messages until attached."""
+    """Connect and complete the handshake; the socket buffers messages until attached.
+
+    ``use_proxy``: go through the HTTP(S) proxy the environment names for this URL
+    (``wss_proxy``/``https_proxy``/``http_proxy``, minus ``no_proxy``; websockets'
+    ``get_proxy``), with a CONNECT tunnel and TLS to the server inside it.  SOCKS proxies
+    are refused with :class:`~websockets.exceptions.ProxyError`.
+    """
     wsuri = parse_uri(url)
     ws = ClientProtocol(wsuri, max_size=max_size)
     request = ws.connect()
@@ -238,21 +247,53 @@ async def open_socket(
     tls: ssl.SSLContext | None = None
     if wsuri.secure:
         tls = ssl_context or ssl.create_default_context()
+    proxy = get_proxy(wsuri) if use_proxy else None
+    tunnel: asyncio.Transport | None = None
     try:
         async with asyncio.timeout(open_timeout_s):
-            await loop.create_connection(
-                factory,
-                wsuri.host,
-                wsuri.port,
-                ssl=tls,
-                server_hostname=wsuri.host if tls is not None else None,
-            )
+            if proxy is None:
+                await loop.create_connection(
+                    factory,
+                    wsuri.host,
+                    wsuri.port,
+                    ssl=tls,
+                    server_hostname=wsuri.host if tls is not None else None,
+                )
+            else:
+                tunnel = await _through_proxy(proxy, wsuri, user_agent)
+                transport = tunnel
+                factory()
+                assert sock is not None
+                tunnel.set_protocol(sock)
+                if tls is not None:
+                    started = await loop.start_tls(tunnel, sock, tls, server_hostname=wsuri.host)
+                    assert started is not None
+                    transport = started
+                sock.connection_made(transport)
             assert sock is not None
             await sock._opened
     except BaseException:
         if sock is not None and sock._transport is not None:
             sock._transport.abort()
+        elif tunnel is not None:
+            tunnel.abort()
         raise
     if ws.handshake_exc is not None:  # pragma: no cover - _opened raised it already
         raise InvalidHandshake(str(ws.handshake_exc))
     return sock
+
+
+async def _through_proxy(
+    proxy_url: str, wsuri: WebSocketURI, user_agent: str | None
+) -> asyncio.Transport:
+    """A TCP tunnel to the WebSocket server through an HTTP(S) proxy's CONNECT."""
+    proxy = parse_proxy(proxy_url)
+    if proxy.scheme not in ("http", "https"):
+        raise ProxyError(f"{proxy.scheme} proxies are not supported; use an HTTP(S) proxy")
+    # websockets' CONNECT client: the request, the proxy's answer, its errors
+    # (InvalidProxyStatus for a refusal, InvalidProxyMessage for garbage).
+    if proxy.scheme == "https":
+        return await connect_http_proxy(
+            proxy, wsuri, user_agent_header=user_agent, ssl=ssl.create_default_context()
+        )
+    return await connect_http_proxy(proxy, wsuri, user_agent_header=user_agent)
