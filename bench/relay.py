@@ -69,7 +69,7 @@ def session_for(fmt: str) -> CallSession:
     return s
 
 
-def run(fmt: str, frames: int) -> tuple[float, float, float, float]:
+def run(fmt: str, frames: int) -> tuple[float, float, float]:
     s = session_for(fmt)
     rate = parse_format(fmt).sample_rate
     rng = np.random.default_rng(1)
@@ -125,7 +125,6 @@ def run(fmt: str, frames: int) -> tuple[float, float, float, float]:
         (t1 - t0) / frames * 1e6,
         (t2 - t1) / frames * 1e6,
         (t4 - t3) / n * 1e6,
-        0.0,
     )
 
 
@@ -143,7 +142,7 @@ def main() -> None:
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
             continue
-        c2a, a2c, framing, _ = run(fmt, a.frames)
+        c2a, a2c, framing = run(fmt, a.frames)
         per_s = 50 * (c2a + a2c + 2 * framing)
         print(
             f"{fmt:10}  caller→agent {c2a:5.1f} µs/frame  agent→caller {a2c:5.1f} µs/event  "

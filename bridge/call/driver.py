@@ -73,14 +73,13 @@ from bridge.ops.metrics import (
 from bridge.ops.upstream import connect_error_kind
 from bridge.store.records import CallRecord
 from bridge.twilio.media import Media, binary_frame_error, parse_from_twilio
-from bridge.ws.socket import MessageSocket
+from bridge.ws.socket import INTERNAL_ERROR, MessageSocket
 
 logger = logging.getLogger("bridge.call")
 
 STREAM_CLOSE_GRACE_S = 5.0  # flushing the last frames and closing the Twilio socket
 REST_GRACE_S = 10.0  # a REST update that must land before the stream closes
 READER_GRACE_S = 2.0  # Twilio's answer to our close
-INTERNAL_ERROR = 1011
 AGENT_CLOSE_GRACE_S = 2.0  # the agent's answer to our close
 _CLEAN_REASONS = frozenset(
     {

@@ -20,7 +20,6 @@ drained; a sender keeps its own bounded queue meanwhile (the call session sheds)
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Protocol
 
 from websockets.frames import Frame, Opcode
@@ -31,10 +30,9 @@ from bridge.ws.frames import FrameSplitter, MaskKeys, text_frame
 
 OPEN = State.OPEN
 
-log = logging.getLogger("bridge.ws")
-
 NO_STATUS = 1005  # no close frame code: the peer closed without one
 ABNORMAL = 1006  # the TCP connection ended without a closing handshake
+INTERNAL_ERROR = 1011  # we hit a bug handling the peer's message
 
 
 class MessageSink(Protocol):

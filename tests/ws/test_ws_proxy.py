@@ -30,7 +30,6 @@ class ConnectProxy:
         self.refuse = refuse
         self.requests: list[str] = []
         self.port = 0
-        self._pipes: set[asyncio.Task[None]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")

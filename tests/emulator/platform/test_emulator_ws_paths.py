@@ -172,7 +172,11 @@ async def _fill_until_blocked(ws: ClientConnection, sock: DirectWebSocketProtoco
     return sent
 
 
-async def test_slow_reader_gets_everything_in_order() -> None:
+@contextlib.asynccontextmanager
+async def _stalling_loopback_call() -> AsyncIterator[
+    tuple[PlatformState, ClientConnection, DirectWebSocketProtocol]
+]:
+    """A started loopback conversation whose client reads only when the test does."""
     state = PlatformState()
     app = create_platform_app(state, api_key="k", timing=TIMING)
     async with (
@@ -185,7 +189,11 @@ async def test_slow_reader_gets_everything_in_order() -> None:
     ):
         await ws.send(INIT)
         await recv_json(ws)
-        sock = _server_socket(server.server)
+        yield state, ws, _server_socket(server.server)
+
+
+async def test_slow_reader_gets_everything_in_order() -> None:
+    async with _stalling_loopback_call() as (state, ws, sock):
         sent = await _fill_until_blocked(ws, sock)
         for i in range(20):  # answered while the socket is full: held, not dropped
             await ws.send(chunk_frame(bytes([i, 0]) * 10))
@@ -205,19 +213,8 @@ async def test_slow_reader_gets_everything_in_order() -> None:
 
 
 async def test_reader_that_never_comes_back_is_closed() -> None:
-    state = PlatformState()
-    app = create_platform_app(state, api_key="k", timing=TIMING)
-    async with (
-        running_server(app) as server,
-        websockets.connect(
-            f"{server.ws_url}/v1/convai/conversation?agent_id=agent_emulator_loopback",
-            max_queue=1,  # pauses reading at once when the test does not read
-            compression=None,  # the emulator's buffers must fill, not deflate
-        ) as ws,
-    ):
-        await ws.send(INIT)
-        await recv_json(ws)
-        await _fill_until_blocked(ws, _server_socket(server.server))
+    async with _stalling_loopback_call() as (state, ws, sock):
+        await _fill_until_blocked(ws, sock)
         tiny = chunk_frame(b"\x01\x00")
         for _ in range(MAX_PENDING_OUTPUTS + 1):
             await ws.send(tiny)
