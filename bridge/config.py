@@ -17,6 +17,9 @@ To add a key: add a field to its section with a default and a comment in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+import ipaddress
 import os
 import re
 import tomllib
@@ -31,6 +34,9 @@ from urllib.parse import urlsplit
 from bridge.errors import ConfigError
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+# One process's measured capacity within the latency target (docs/performance.md).
+DEFAULT_MAX_CALLS = 50
+_STREAM_KEY_LABEL = b"bridge stream token v1"
 
 
 def _is_http_url(v: object) -> bool:
@@ -74,6 +80,33 @@ class ServerConfig:
     )
     # Largest WebSocket message accepted from Twilio or the agent (bad peers can't balloon us).
     max_message_bytes: int = _key(1 << 20, expected="an integer >= 4096", check=lambda v: v >= 4096)
+    # The edge (bridge/edge): everything below is checked before any request is routed,
+    # so no unauthenticated request can hold memory, a connection slot or the event loop.
+    # Twilio's webhooks are a few KB of form fields: anything far larger is an attack.
+    max_body_bytes: int = _key(
+        64 * 1024,
+        env="BRIDGE_MAX_BODY_BYTES",
+        expected="bytes 1024-67108864",
+        check=lambda v: 1024 <= v <= 64 << 20,
+    )
+    max_form_fields: int = _key(200, expected="an integer 1-10000", check=lambda v: 1 <= v <= 10000)
+    # The request line plus headers, in bytes and in header lines.
+    max_header_bytes: int = _key(
+        16 * 1024, expected="bytes 1024-1048576", check=lambda v: 1024 <= v <= 1 << 20
+    )
+    max_headers: int = _key(100, expected="an integer 10-1000", check=lambda v: 10 <= v <= 1000)
+    # From a request's first byte (a new connection: from its opening) to its last header.
+    request_head_timeout_s: float = _key(10.0, expected="seconds > 0", check=lambda v: v > 0)
+    # An idle keep-alive connection is closed after this long.
+    keepalive_timeout_s: float = _key(5.0, expected="seconds > 0", check=lambda v: v > 0)
+    # A WebSocket upgrade must be answered (101 or refused) this long after the connection
+    # opened; an accepted stream must then send "start" within calls' start timeout.
+    upgrade_timeout_s: float = _key(10.0, expected="seconds > 0", check=lambda v: v > 0)
+    # Open connections (live streams included); past it new requests get a fast 503 and
+    # the calls in progress go on.  0 = no cap.
+    max_connections: int = _key(
+        1000, env="BRIDGE_MAX_CONNECTIONS", expected="an integer >= 0", check=lambda v: v >= 0
+    )
 
 
 @dataclass(frozen=True)
@@ -117,9 +150,19 @@ class TwilioConfig:
         expected="an http(s) URL",
         check=_is_http_url,
     )
-    # None = validate exactly when an auth token is configured.
+    # None = validate exactly when an auth token is configured (load_config refuses to
+    # start reachable from outside loopback without one unless this is explicitly false).
     validate_signatures: bool | None = _key(
         None, env="BRIDGE_VALIDATE_TWILIO_SIGNATURES", expected="true or false"
+    )
+    # Key of the per-call stream token (bridge/twilio/stream_token.py); unset = derived
+    # from the auth token.  Every instance behind one number must share it.
+    stream_secret: str | None = _key(
+        None, env="BRIDGE_STREAM_SECRET", expected="a string of 32 or more characters", secret=True
+    )
+    # How long after the webhook the media stream may start with the token it was given.
+    stream_token_ttl_s: float = _key(
+        300.0, expected="seconds 10-3600", check=lambda v: 10 <= v <= 3600
     )
 
     @property
@@ -128,11 +171,33 @@ class TwilioConfig:
             return self.auth_token is not None
         return self.validate_signatures
 
+    @property
+    def stream_key(self) -> bytes | None:
+        """The stream-token key: ``stream_secret``, else one derived from the auth token
+        (so a token never equals anything Twilio signs); None when neither is set."""
+        if self.stream_secret is not None:
+            return self.stream_secret.encode()
+        if self.auth_token is not None:
+            return hmac.new(self.auth_token.encode(), _STREAM_KEY_LABEL, hashlib.sha256).digest()
+        return None
+
+
+MIN_ADMIN_TOKEN_CHARS = 32
+
 
 @dataclass(frozen=True)
 class AdminConfig:
-    # No token = admin API disabled entirely.
-    token: str | None = _key(None, env="BRIDGE_ADMIN_TOKEN", expected="a string", secret=True)
+    # No token = admin API disabled entirely.  At least 32 characters (load_config).
+    token: str | None = _key(
+        None,
+        env="BRIDGE_ADMIN_TOKEN",
+        expected=f"a random string of {MIN_ADMIN_TOKEN_CHARS} or more characters",
+        secret=True,
+    )
+    # Failed authentications one client address may make per minute; then 429.
+    auth_failures_per_minute: int = _key(
+        10, expected="an integer 1-10000", check=lambda v: 1 <= v <= 10000
+    )
 
 
 @dataclass(frozen=True)
@@ -177,6 +242,11 @@ class CallsConfig:
     agent_idle_timeout_s: float = _key(
         30.0, expected="seconds >= 0 (0 = never)", check=lambda v: v >= 0
     )
+    # Twilio sends a media frame every 20 ms, silence included: a started stream with no
+    # frame for this long is dead, and its agent conversation (billed) is closed.
+    stream_stall_timeout_s: float = _key(
+        10.0, expected="seconds >= 0 (0 = never)", check=lambda v: v >= 0
+    )
 
 
 # A [telephony] transfer allow-list entry: an E.164 number, an E.164 prefix ending in "*",
@@ -209,6 +279,8 @@ class TelephonyConfig:
     dtmf_collect_max_digits: int = _key(
         32, expected="an integer 1-256", check=lambda v: 1 <= v <= 256
     )
+    # Keep the digits themselves in call records (PINs, card numbers); off = counts only.
+    store_digits: bool = _key(False, env="BRIDGE_STORE_DIGITS")
     # Hard cap on call length (0 = none) and how long before it the agent is warned.
     max_call_duration_s: float = _key(3600.0, expected="seconds >= 0", check=lambda v: v >= 0)
     duration_warning_s: float = _key(30.0, expected="seconds >= 0", check=lambda v: v >= 0)
@@ -217,8 +289,15 @@ class TelephonyConfig:
     silence_threshold_dbfs: float = _key(
         -50.0, expected="dBFS between -90 and 0", check=lambda v: -90 <= v <= 0
     )
-    # Concurrent-call caps (0 = no cap) and what a caller over the cap gets.
-    max_concurrent_calls: int = _key(0, expected="an integer >= 0", check=lambda v: v >= 0)
+    # Concurrent-call caps (0 = no cap) and what a caller over the cap gets.  Counted at
+    # the webhook and again when a stream starts.  The default is the measured capacity
+    # of one process (docs/performance.md: 50 calls within the relay-latency target).
+    max_concurrent_calls: int = _key(
+        DEFAULT_MAX_CALLS,
+        env="BRIDGE_MAX_CONCURRENT_CALLS",
+        expected="an integer >= 0 (0 = no cap)",
+        check=lambda v: v >= 0,
+    )
     max_concurrent_calls_per_number: int = _key(
         0, expected="an integer >= 0", check=lambda v: v >= 0
     )
@@ -390,6 +469,8 @@ def _build_section(
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(key, "missing", expected, source)
             continue
+        if meta.get("secret") and isinstance(raw, str) and not raw.strip():
+            continue  # an empty secret is an unset one, in TOML and environment alike
         shown = "value hidden" if meta.get("secret") else None
         try:
             val = _convert(hints[f.name], raw, from_env)
@@ -463,17 +544,64 @@ def load_config(
         if numbers.count(n) > 1:
             raise ConfigError("routes", f"number {n} is routed twice", "each number once", source)
     cfg = Config(routes=tuple(routes), **sections)
+    _refuse_insecure(cfg, env, source)
+    return cfg
+
+
+def _where(key: str, env_name: str, env: Mapping[str, str], source: str) -> str:
+    return env_name if env.get(env_name, "").strip() else source
+
+
+def _refuse_insecure(cfg: Config, env: Mapping[str, str], source: str) -> None:
+    """Configurations that would leave the bridge open fail here, naming the key."""
     tw = cfg.twilio
     if tw.validate_signatures and not tw.auth_token:
         raise ConfigError(
             "twilio.validate_signatures",
             "is true but no auth token is configured",
             "TWILIO_AUTH_TOKEN set, or validation turned off",
-            "BRIDGE_VALIDATE_TWILIO_SIGNATURES"
-            if "BRIDGE_VALIDATE_TWILIO_SIGNATURES" in env
-            else source,
+            _where("validate_signatures", "BRIDGE_VALIDATE_TWILIO_SIGNATURES", env, source),
         )
-    return cfg
+    if tw.auth_token is None and tw.validate_signatures is None and exposed(cfg.public_url):
+        raise ConfigError(
+            "twilio.auth_token",
+            f"is not set, so nothing would check Twilio's signatures, but the bridge is "
+            f"reachable at {cfg.public_url}",
+            "TWILIO_AUTH_TOKEN set, or BRIDGE_VALIDATE_TWILIO_SIGNATURES=false to run "
+            "without signature checks (insecure: anyone can open calls to your agents)",
+            source,
+        )
+    if tw.stream_secret is not None and len(tw.stream_secret) < MIN_ADMIN_TOKEN_CHARS:
+        raise ConfigError(
+            "twilio.stream_secret",
+            f"is {len(tw.stream_secret)} characters long",
+            f"at least {MIN_ADMIN_TOKEN_CHARS} random characters, e.g. the output of "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            _where("stream_secret", "BRIDGE_STREAM_SECRET", env, source),
+        )
+    token = cfg.admin.token
+    if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
+        raise ConfigError(
+            "admin.token",
+            f"is {len(token)} characters long (value hidden)",
+            f"at least {MIN_ADMIN_TOKEN_CHARS} random characters, e.g. the output of "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            _where("token", "BRIDGE_ADMIN_TOKEN", env, source),
+        )
+
+
+def exposed(url: str) -> bool:
+    """True when ``url`` is https or names a host other than a loopback address."""
+    parts = urlsplit(url)
+    if parts.scheme in ("https", "wss"):
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a DNS name: reachable from wherever it resolves
 
 
 def with_overrides(cfg: Config, **sections: Any) -> Config:
