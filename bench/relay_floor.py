@@ -11,6 +11,7 @@ what the kernel and the event loop charge for the traffic alone.
 
     uv run python bench/relay_floor.py --calls 20,100 --seconds 20
     uv run python bench/relay_floor.py --ws ...   # the same over bridge.ws WebSockets
+    uv run python bench/relay_floor.py --ws --edge ...   # ... behind bridge serve's edge
 
 With ``--ws`` every hop is a WebSocket as in the bridge: the relay is a uvicorn server
 with ``bridge.ws``'s protocol class (the callers' sockets) and ``bridge.ws`` client
@@ -34,6 +35,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from bridge.asgi import running_server
+from bridge.edge.limits import EdgeLimits
 from bridge.ws.client import open_socket
 from bridge.ws.server import direct_socket
 
@@ -170,10 +172,11 @@ class CallerSide(asyncio.Protocol):
             self.agent.write(data)
 
 
-def relay_main(agent_port: int, port_q: mp.Queue[int], ws: bool) -> None:
+def relay_main(agent_port: int, port_q: mp.Queue[int], ws: bool, edge: bool = False) -> None:
     async def main() -> None:
         if ws:
-            async with running_server(_ws_app(_relay_ws(agent_port))) as srv:
+            limits = EdgeLimits() if edge else None  # bridge serve's guard (bridge.edge)
+            async with running_server(_ws_app(_relay_ws(agent_port)), limits=limits) as srv:
                 port_q.put(srv.port)
                 await asyncio.Event().wait()
         loop = asyncio.get_running_loop()
@@ -246,13 +249,14 @@ def main() -> None:
     ap.add_argument("--calls", default="20,100")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--ws", action="store_true", help="every hop a bridge.ws WebSocket")
+    ap.add_argument("--edge", action="store_true", help="with --ws: the relay behind bridge.edge")
     a = ap.parse_args()
     ctx = mp.get_context("spawn")
     q: mp.Queue[int] = ctx.Queue()
     agent = ctx.Process(target=agent_main, args=(q, a.ws), daemon=True)
     agent.start()
     agent_port = q.get(timeout=10)
-    relay = ctx.Process(target=relay_main, args=(agent_port, q, a.ws), daemon=True)
+    relay = ctx.Process(target=relay_main, args=(agent_port, q, a.ws, a.edge), daemon=True)
     relay.start()
     relay_port = q.get(timeout=10)
     try:

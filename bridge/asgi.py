@@ -3,6 +3,12 @@
 One helper for every server we start in-process: the bridge in tests, the emulators
 under ``bridge serve`` and ``bridge emulator``, the load generator's targets.  Binding
 port 0 picks a free port; the bound port is reported back.
+
+An internet-facing server (``bridge serve``) is given ``limits``: every connection then
+goes through the edge guard (:mod:`bridge.edge`), idle keep-alive follows
+``keepalive_timeout_s``, and permessage-deflate is not offered (Twilio never asks for
+it; a client that negotiated it would leave the relay's fast path).  Without ``limits``
+a server is uvicorn's as configured below (emulators, test peers, benchmarks).
 """
 
 from __future__ import annotations
@@ -11,9 +17,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from bridge.edge.limits import EdgeLimits
+from bridge.edge.protocol import Observe, edge_protocol
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -50,7 +60,19 @@ def uvicorn_config(
     ws_max_size: int = 1 << 20,
     log_level: str = "warning",
     ws: str = DIRECT_WS,
+    limits: EdgeLimits | None = None,
+    on_refusal: Observe | None = None,
 ) -> uvicorn.Config:
+    edge: dict[str, Any] = {}
+    if limits is not None:
+        edge = {
+            "http": edge_protocol(limits, observe=on_refusal),
+            # uvicorn annotates int but only hands it to loop.call_later.
+            "timeout_keep_alive": limits.keepalive_timeout_s,
+            # Only used when h11 is the parser (no httptools); the guard counts anyway.
+            "h11_max_incomplete_event_size": limits.max_header_bytes,
+            "ws_per_message_deflate": False,
+        }
     return uvicorn.Config(
         app,
         host=host,
@@ -64,6 +86,7 @@ def uvicorn_config(
         ws_ping_interval=None,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        **edge,
     )
 
 
@@ -75,9 +98,14 @@ async def running_server(
     *,
     ws_max_size: int = 1 << 20,
     ws: str = DIRECT_WS,
+    limits: EdgeLimits | None = None,
+    on_refusal: Observe | None = None,
 ) -> AsyncIterator[RunningServer]:
     """Serve ``app`` until the block exits; yields where it listens."""
-    server = _EmbeddedServer(uvicorn_config(app, host, port, ws_max_size=ws_max_size, ws=ws))
+    config = uvicorn_config(
+        app, host, port, ws_max_size=ws_max_size, ws=ws, limits=limits, on_refusal=on_refusal
+    )
+    server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

@@ -31,6 +31,7 @@ from starlette.applications import Starlette
 from bridge.app import create_app
 from bridge.asgi import running_server
 from bridge.config import Config, load_config, with_overrides
+from bridge.edge.limits import EdgeLimits
 from bridge.log import configure_logging, log_event
 from bridge.ops.service import Operations
 
@@ -91,6 +92,8 @@ async def _serve(cfg: Config) -> None:
                 effective.server.host,
                 effective.server.port,
                 ws_max_size=effective.server.max_message_bytes,
+                limits=EdgeLimits.from_server(effective.server),
+                on_refusal=lambda reason: ops.metrics.edge_refused_total.labels(reason).inc(),
             ) as server:
                 log_event(logger, "serve.listening", url=server.http_url)
                 # Everything built at start-up lives as long as the process: keep it out

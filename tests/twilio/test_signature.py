@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from bridge.twilio.signature import compute_signature, is_valid, is_valid_ws_upgrade
@@ -45,3 +47,33 @@ def test_ws_upgrade_signature_with_and_without_trailing_slash() -> None:
     assert not is_valid_ws_upgrade("tok", "wss://other.example.com/twilio/media", sig)
     assert not is_valid_ws_upgrade("other", url, sig)
     assert not is_valid_ws_upgrade("tok", url, None)
+
+
+def test_a_non_ascii_signature_is_invalid_not_an_error() -> None:
+    sig = compute_signature("tok", VECTOR_URL, VECTOR_PARAMS)
+    assert not is_valid("tok", VECTOR_URL, VECTOR_PARAMS, "é" + sig[1:])
+    assert not is_valid("tok", VECTOR_URL, VECTOR_PARAMS, sig + "\x00")
+
+
+@given(
+    st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=6),
+    st.text(min_size=1, max_size=8),
+)
+def test_is_valid_agrees_with_twilios_validator_on_the_exact_url(
+    params: dict[str, str], token: str
+) -> None:
+    url = "https://bridge.example.com/twilio/inbound?x=1"
+    sig = compute_signature(token, url, params)
+    assert is_valid(token, url, params, sig)
+    assert RequestValidator(token).validate(url, params, sig)
+    forged = sig[:-2] + ("A=" if not sig.endswith("A=") else "B=")
+    assert not is_valid(token, url, params, forged)
+    assert not RequestValidator(token).validate(url, params, forged)
+
+
+def test_only_the_configured_url_is_accepted_not_port_variants() -> None:
+    # twilio's validate() also accepts the URL with ":443" added; we sign one URL only.
+    url = "https://bridge.example.com/twilio/inbound"
+    sig = compute_signature("tok", "https://bridge.example.com:443/twilio/inbound", VECTOR_PARAMS)
+    assert RequestValidator("tok").validate(url, VECTOR_PARAMS, sig)
+    assert not is_valid("tok", url, VECTOR_PARAMS, sig)
