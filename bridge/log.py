@@ -3,6 +3,13 @@
 Use ``log_event(logger, "call.started", call_sid=..., ...)``: one JSON object per line
 with ``ts``, ``level``, ``logger``, ``event`` and the given fields.  Audio payloads and
 credentials must never be passed as fields.
+
+Every value is bounded when the line is written (:func:`bound`): field values often come
+from the network (a ``CallSid``, a signed URL, a custom parameter), and a 2 MB one must
+not become a 2 MB line.  Strings longer than :data:`MAX_FIELD_CHARS` are cut with a
+marker saying how much was dropped; lists and mappings keep :data:`MAX_ITEMS` items and
+:data:`MAX_DEPTH` levels.  The deliberate exception: :data:`LONG_FIELDS` are ours and
+long by nature (a crashed task's traceback), bounded at :data:`MAX_LONG_FIELD_CHARS`.
 """
 
 from __future__ import annotations
@@ -11,9 +18,49 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 _FIELDS = "bridge_fields"
+
+MAX_FIELD_CHARS = 512  # any string value, and str() of any other value
+MAX_LONG_FIELD_CHARS = 16 * 1024  # LONG_FIELDS, the message and an exception's text
+MAX_ITEMS = 32  # items kept of a list or mapping
+MAX_DEPTH = 4  # nesting levels kept below a field
+# Fields we fill ourselves with long text (never a network value as a whole).
+LONG_FIELDS = frozenset({"traceback"})
+
+
+def _cut(text: str, limit: int) -> str:
+    return f"{text[:limit]}…[{len(text) - limit} chars cut]"
+
+
+def bound(value: Any, limit: int = MAX_FIELD_CHARS, depth: int = 0) -> Any:
+    """``value`` as JSON-ready data of bounded size (see the module docstring)."""
+    cls = type(value)
+    if cls is str:
+        return value if len(value) <= limit else _cut(value, limit)
+    if value is None or cls is bool or cls is int or cls is float:
+        return value
+    if isinstance(value, (int, float)):  # an IntEnum, a numpy scalar: still a number
+        return value
+    if depth >= MAX_DEPTH:
+        return "…[nested too deep]"
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for i, (k, v) in enumerate(value.items()):
+            if i == MAX_ITEMS:
+                out["…"] = f"[{len(value) - MAX_ITEMS} more items]"
+                break
+            out[bound(k if type(k) is str else str(k))] = bound(v, limit, depth + 1)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [bound(v, limit, depth + 1) for v in list(value)[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            items.append(f"…[{len(value) - MAX_ITEMS} more items]")
+        return items
+    text = str(value)  # an enum, an exception, a path: its text, bounded like a string
+    return text if len(text) <= limit else _cut(text, limit)
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,13 +69,17 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            # A library's message may quote a request: bounded too, but generously.
+            "event": bound(record.getMessage(), MAX_LONG_FIELD_CHARS),
         }
         fields = getattr(record, _FIELDS, None)
         if fields:
-            out.update(fields)
+            for key, value in fields.items():
+                out[key] = bound(
+                    value, MAX_LONG_FIELD_CHARS if key in LONG_FIELDS else MAX_FIELD_CHARS
+                )
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = bound(self.formatException(record.exc_info), MAX_LONG_FIELD_CHARS)
         return json.dumps(out, default=str, separators=(",", ":"))
 
 

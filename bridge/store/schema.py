@@ -6,16 +6,28 @@ step runs in one ``BEGIN IMMEDIATE`` transaction together with its ``user_versio
 bump, so a crash mid-migration leaves the previous version intact, and two processes
 opening the same file at once cannot both apply a step.
 
+The database holds phone numbers and call records: its files are the owner's only
+(0600).  :func:`connect` creates the file so before SQLite opens it (SQLite gives the
+``-wal`` and ``-shm`` files the main file's permissions), and tightens the files of a
+database created by an older bridge or by hand, saying so in the log.
+
 Connections run in autocommit mode (``isolation_level=None``): every write path opens
 its own explicit transaction, so nothing is left open behind our back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
+import stat
 from typing import Final
 
 from bridge.errors import StoreError
+from bridge.log import log_event
+
+logger = logging.getLogger(__name__)
 
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # 1: provisioned numbers (the routing table's persistent copy).
@@ -69,6 +81,35 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 MEMORY: Final = ":memory:"
+PRIVATE_MODE: Final = 0o600
+# The files SQLite keeps beside the database (WAL mode; a rollback journal briefly).
+COMPANIONS: Final = ("-wal", "-shm", "-journal")
+
+
+def make_private(path: str) -> list[tuple[str, int, bool]]:
+    """Create ``path`` as 0600 if it does not exist; take group and other permissions
+    off it and off its companion files if they have any.  Returns ``(file, old mode,
+    done)`` for each file that was not private (``done`` False: not ours to change).
+    OSError if the file cannot be created."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, PRIVATE_MODE)  # (mode unused if it exists)
+    try:
+        files = [(path, os.fstat(fd))]
+    finally:
+        os.close(fd)
+    for suffix in COMPANIONS:
+        with contextlib.suppress(FileNotFoundError):
+            files.append((path + suffix, os.stat(path + suffix)))
+    changed = []
+    for name, st in files:
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            try:
+                os.chmod(name, mode & 0o700)
+            except OSError:  # another user's file: say so, SQLite decides if it opens
+                changed.append((name, mode, False))
+            else:
+                changed.append((name, mode, True))
+    return changed
 
 
 def connect(
@@ -79,6 +120,20 @@ def connect(
     ``max_db_bytes`` caps the database file (``PRAGMA max_page_count``): past it writes
     fail with "database or disk is full", as on a full volume, instead of filling it.
     """
+    if path not in (MEMORY, ""):  # ("": SQLite's private temporary database)
+        try:
+            tightened = make_private(path)
+        except OSError as e:
+            raise StoreError(f"cannot open database {path}: {e}") from None
+        for name, mode, done in tightened:
+            log_event(
+                logger,
+                "store.permissions_tightened" if done else "store.permissions_open",
+                logging.WARNING,
+                file=name,
+                was=f"{mode:04o}",
+                now=f"{mode & 0o700 if done else mode:04o}",
+            )
     try:
         conn = sqlite3.connect(
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False

@@ -95,7 +95,9 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol, DirectSocket):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+        # abort, not close: close() waits for unsent data, forever if the peer reads
+        # nothing (a stalled Twilio side), holding the socket and its buffers.
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
 
     # ------------------------------------------------------------------ lifecycle
 

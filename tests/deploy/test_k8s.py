@@ -13,6 +13,7 @@ from bridge.ops.metrics import Metrics
 
 from .conftest import (
     CONTAINER_PORT,
+    DUMMY_SECRET,
     K8S,
     LIVENESS,
     READINESS,
@@ -72,6 +73,7 @@ def test_manifests_match_the_kubernetes_schemas(version: str) -> None:
             "Deployment",
             "HorizontalPodAutoscaler",
             "Ingress",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Service",
         ]
@@ -150,7 +152,7 @@ def test_the_container_environment_is_a_valid_bridge_config(
     """ConfigMap + env + (dummy) Secret values load without a config error."""
     c = _container(res)
     env = {**res["ConfigMap"]["data"], **{e["name"]: e["value"] for e in c["env"]}}
-    env |= {name: "dummy-secret" for name in SECRET_ENV}
+    env |= {name: DUMMY_SECRET for name in SECRET_ENV}
     env["TWILIO_ACCOUNT_SID"] = "AC00000000000000000000000000000000"
     cfg = load_config(None, env=env)
     assert (cfg.server.host, cfg.server.port) == ("0.0.0.0", CONTAINER_PORT)
@@ -217,3 +219,62 @@ def test_pdb_and_metrics_annotations_select_the_pods(res: dict[str, dict[str, An
     ann = res["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert int(ann["prometheus.io/port"]) == CONTAINER_PORT
     assert ann["prometheus.io/path"] == "/metrics"
+
+
+# The namespaces the policy admits: the ingress controller (ingress.yaml's class) and
+# Prometheus; the cluster DNS for egress.
+INGRESS_NAMESPACE, MONITORING_NAMESPACE = "ingress-nginx", "monitoring"
+NS_LABEL = "kubernetes.io/metadata.name"
+PRIVATE_V4 = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
+
+
+def test_network_policy_admits_only_the_ingress_and_monitoring_namespaces(
+    res: dict[str, dict[str, Any]],
+) -> None:
+    pol = res["NetworkPolicy"]["spec"]
+    labels = res["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert pol["podSelector"]["matchLabels"]
+    assert pol["podSelector"]["matchLabels"].items() <= labels.items()  # it selects the pods
+    assert sorted(pol["policyTypes"]) == ["Egress", "Ingress"]
+    assert res["Ingress"]["spec"]["ingressClassName"] == "nginx"
+    [rule] = pol["ingress"]  # one rule: no other source, no other port
+    sources = [peer["namespaceSelector"]["matchLabels"] for peer in rule["from"]]
+    assert all(set(peer) == {"namespaceSelector"} for peer in rule["from"])
+    assert sorted(s[NS_LABEL] for s in sources) == [INGRESS_NAMESPACE, MONITORING_NAMESPACE]
+    # /metrics shares the HTTP port: that port is what both namespaces reach.
+    [port] = rule["ports"]
+    c = _container(res)
+    assert _port_number(c, port["port"]) == CONTAINER_PORT
+    ann = res["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert int(ann["prometheus.io/port"]) == CONTAINER_PORT
+    [svc_port] = res["Service"]["spec"]["ports"]
+    assert _port_number(c, svc_port["targetPort"]) == CONTAINER_PORT
+
+
+def test_network_policy_egress_is_dns_and_public_https_only(
+    res: dict[str, dict[str, Any]],
+) -> None:
+    egress = res["NetworkPolicy"]["spec"]["egress"]
+    ports = {(p["port"], p["protocol"]) for rule in egress for p in rule["ports"]}
+    assert ports == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
+    for rule in egress:
+        assert rule.get("to") and rule.get("ports")  # never "anywhere, any port"
+        numbers = {p["port"] for p in rule["ports"]}
+        if numbers == {53}:
+            [peer] = rule["to"]
+            assert peer["namespaceSelector"]["matchLabels"] == {NS_LABEL: "kube-system"}
+            assert peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+        else:
+            assert numbers == {443}
+            blocks = {
+                peer["ipBlock"]["cidr"]: set(peer["ipBlock"]["except"]) for peer in rule["to"]
+            }
+            assert blocks["0.0.0.0/0"] >= PRIVATE_V4  # nothing inside the cluster, no metadata
+            assert "fc00::/7" in blocks["::/0"]
+
+
+def test_the_schema_check_catches_a_bad_network_policy(res: dict[str, dict[str, Any]]) -> None:
+    bad = yaml.safe_load(yaml.safe_dump(res["NetworkPolicy"]))
+    bad["spec"]["ingress"][0]["form"] = bad["spec"]["ingress"][0].pop("from")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSIONS[-1], strict=True)

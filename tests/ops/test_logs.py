@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from bridge.emulator.twilio.script import CallScript, HangUp, Talk, WaitForAgent
-from bridge.log import QUIET_LIBRARIES, configure_logging
+from bridge.log import MAX_FIELD_CHARS, QUIET_LIBRARIES, configure_logging
 from tests.e2e.conftest import tone_ulaw
 from tests.faults.conftest import eventually, fault_bridge
+from tests.faults.test_agent_faults import HEALTHY_SCRIPT, assert_healthy, loopback_agent
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
@@ -75,3 +78,25 @@ async def test_no_secret_and_no_audio_in_the_logs(
     for secret in secrets:
         assert secret and secret not in text
     assert BASE64_RUN.findall(text) == []
+
+
+async def test_a_huge_call_sid_makes_a_bounded_log_line(
+    platform_emulator: PlatformEmulator, captured: io.StringIO
+) -> None:
+    p = platform_emulator
+    healthy = loopback_agent(p)
+    sid = "CA" + "9" * (2 << 20)  # 2 MB, in a body the (raised) size cap lets through
+    async with fault_bridge(p, BRIDGE_MAX_BODY_BYTES=str(4 << 20)) as e2e:
+        good = asyncio.create_task(e2e.call(healthy, HEALTHY_SCRIPT))
+        form = {"CallSid": sid, "From": "+15550001111", "To": "+15550002222"}
+        async with httpx.AsyncClient(base_url=e2e.server.http_url) as http:
+            r = await http.post(
+                "/twilio/inbound?x=" + "q" * 8000, data=form, headers={"X-Twilio-Signature": "no"}
+            )
+        assert r.status_code == 403
+        assert_healthy(e2e, await good)
+    lines = captured.getvalue().splitlines()
+    assert max(map(len, lines)) < 16 * 1024  # no line carries the 2 MB value
+    (bad,) = [json.loads(x) for x in lines if '"twilio.signature_invalid"' in x]
+    assert bad["call_sid"] == sid[:MAX_FIELD_CHARS] + f"…[{len(sid) - MAX_FIELD_CHARS} chars cut]"
+    assert bad["signed_url"].endswith(" chars cut]")  # the query string is theirs too

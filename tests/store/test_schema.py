@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from bridge.errors import StoreError
 from bridge.store import CallRecord, NumberRecord, Store
 from bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, connect, migrate, schema_version
+from tests.store.conftest import events
 
 
 def _one(path: str, sql: str) -> object:
@@ -107,3 +112,63 @@ def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     p.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a database"):
         Store(str(p))
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The usual umask (0022): what SQLite alone would create is world-readable."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_a_new_database_and_its_wal_and_shm_are_owner_only(db_path: str, open_umask: None) -> None:
+    with Store(db_path) as s:
+        s.upsert_number(NumberRecord(number="+14155550100", agent_id="agent_a"))
+        # While the store is open SQLite keeps its -wal and -shm beside the file.
+        files = [db_path, db_path + "-wal", db_path + "-shm"]
+        assert {f: _mode(f) for f in files} == {f: 0o600 for f in files}
+
+
+def test_sqlite_alone_would_create_them_world_readable(db_path: str, open_umask: None) -> None:
+    """The baseline the test above relies on: the mode comes from the bridge, not SQLite."""
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (x)")
+    assert _mode(db_path) == _mode(db_path + "-wal") == 0o644
+    conn.close()
+
+
+def test_an_existing_world_readable_database_is_tightened_and_logged(
+    db_path: str, open_umask: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = sqlite3.connect(
+        db_path, isolation_level=None
+    )  # an older bridge's files, -wal and -shm still there
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE t (x)")
+    old.execute("INSERT INTO t VALUES (1)")
+    files = [db_path, db_path + "-wal", db_path + "-shm"]
+    assert {_mode(f) for f in files} == {0o644}
+    try:
+        with caplog.at_level(logging.WARNING, logger="bridge.store.schema"):
+            Store(db_path).close()
+    finally:
+        old.close()
+    assert _mode(db_path) == 0o600
+    logged = events(caplog, "store.permissions_tightened", logging.WARNING)
+    assert [
+        (r.bridge_fields["file"], r.bridge_fields["was"], r.bridge_fields["now"]) for r in logged
+    ] == [  # type: ignore[attr-defined]
+        (f, "0644", "0600") for f in files
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bridge.store.schema"):
+        Store(db_path).close()
+    assert events(caplog, "store.permissions_tightened") == []  # once private, nothing to say
