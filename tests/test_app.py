@@ -7,6 +7,7 @@ requests go to the loopback port: signatures must be checked over the public URL
 from __future__ import annotations
 
 import logging
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from bridge.config import Config, Route, load_config, with_overrides
 from bridge.errors import ConfigError
 from bridge.store import Store
 from bridge.twilio.signature import compute_signature
+from bridge.twilio.stream_token import Verdict, verify
 
 PUBLIC = "https://bridge.example.com"
 TOKEN = "test-auth-token"
@@ -118,11 +120,31 @@ async def test_inbound_call_gets_a_stream_to_the_routed_agent(bridge: Bridge) ->
     assert stream.get("url") == "wss://bridge.example.com/twilio/media"
     assert stream.get("statusCallback") == PUBLIC + "/twilio/stream-status"
     params = {p.get("name"): p.get("value") for p in stream}
+    token = params.pop("bridge_token")
     assert params == {
         "agent_id": "agent_static",
         "caller_id": "+14155550111",
         "called_number": OUR_NUMBER,
     }
+    # The stream token binds this call, its account and every other parameter.
+    key = bridge.app.state.config.twilio.stream_key
+    received = {**params, "bridge_token": token or ""}
+    ok = verify(
+        key,
+        call_sid="CA" + "1" * 32,
+        account_sid="AC" + "0" * 32,
+        parameters=received,
+        now=time.time(),
+    )
+    assert ok.verdict is Verdict.OK
+    other = verify(
+        key,
+        call_sid="CA" + "2" * 32,
+        account_sid="AC" + "0" * 32,
+        parameters=received,
+        now=time.time(),
+    )
+    assert other.verdict is Verdict.BAD_MAC
     assert bridge.store.flush()
     rec = bridge.store.get_call("CA" + "1" * 32)
     assert rec is not None

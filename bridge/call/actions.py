@@ -33,6 +33,10 @@ class EndReason(enum.Enum):
     VOICEMAIL = "voicemail"  # an answering machine picked up an outbound call
     MAX_DURATION = "max_duration"  # the call reached its length limit
     SILENCE = "silence"  # the caller said nothing for too long
+    STREAM_REFUSED = "stream_refused"  # start not believed (token, replay, duplicate): 1008
+    OVER_CAPACITY = "over_capacity"  # a concurrency cap was full when the stream started
+    STREAM_STALLED = "stream_stalled"  # the started stream stopped sending media
+    TWILIO_NOT_READING = "twilio_not_reading"  # our frames to Twilio went unread for long
 
 
 # --------------------------------------------------------------------------- dispositions
@@ -123,9 +127,11 @@ class EndStream:
 
     ``disposition`` is what the call does next (see module docstring).  With Twilio
     credentials the driver also applies it over REST (see ``bridge.call.driver``).
+    ``close_code`` 1008 (policy violation) closes a stream whose start was refused.
     """
 
     disposition: Disposition
+    close_code: int = 1000
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,18 @@ call, a :class:`Refusal` says how to turn it away: ``<Reject reason="busy">`` (t
 default: unanswered, free for the caller), a spoken ``message``, or a ``<Dial>`` to an
 overflow number.  Draining for shutdown and concurrency caps plug in here by replacing
 ``app.state.services.admission`` with their own object of this shape.
+
+A stream is asked again when it starts (streams can be opened without the webhook):
+the :class:`StreamCheck` the session is given (:mod:`bridge.call.stream_gate`) verifies
+the stream's token and asks ``services.stream_admission.admit_stream(number, call_sid)``
+(the concurrency caps; never the drain: a call admitted before draining may start).
+The session sees only the typed :class:`StreamStart` it passes and the
+:class:`StreamRefusal` it gets back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,8 +33,45 @@ class Admission(Protocol):
     def check(self, to_number: str) -> Refusal | None: ...
 
 
+class StreamAdmission(Protocol):
+    def admit_stream(self, to_number: str, call_sid: str) -> Refusal | None:
+        """May a stream that just started (its token verified) go on?"""
+        ...
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """What a stream's ``start`` claims: attacker-controlled until checked."""
+
+    call_sid: str
+    account_sid: str
+    parameters: Mapping[str, str]  # customParameters exactly as received
+
+
+@dataclass(frozen=True)
+class StreamRefusal:
+    """Why a started stream may not go on.
+
+    ``trusted`` False: the start itself is not believed (bad token, replay, duplicate):
+    close the socket with 1008 and touch nothing in the call's name (no agent, no REST,
+    no record).  True: an authentic call refused by admission (``refusal`` says how to
+    end it); it is recorded and ended like any other.
+    """
+
+    reason: str
+    trusted: bool = False
+    refusal: Refusal | None = None
+
+
+class StreamCheck(Protocol):
+    def __call__(self, start: StreamStart) -> StreamRefusal | None: ...
+
+
 class AdmitAll:
-    """Admission with no limits: every call is taken."""
+    """Admission with no limits: every call (and stream) is taken."""
 
     def check(self, to_number: str) -> Refusal | None:
+        return None
+
+    def admit_stream(self, to_number: str, call_sid: str) -> Refusal | None:
         return None

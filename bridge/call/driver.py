@@ -60,6 +60,7 @@ from bridge.call.actions import (
 from bridge.call.plan import CallPlan, plan_for_stream
 from bridge.call.services import CallServices, CallWatcher
 from bridge.call.session import CallSession
+from bridge.call.stream_gate import StreamGate
 from bridge.convai.messages import Audio, Ping, parse_server
 from bridge.errors import BridgeError, ConvaiProtocolError, PlatformApiError, TwilioProtocolError
 from bridge.log import log_event
@@ -103,6 +104,7 @@ class CallDriver:
             self._plan,
             services.tools.names,
             on_transcode=self._transcode_sample,
+            check=StreamGate(services.config, services.calls, services.stream_admission),
         )
         self._loop = asyncio.get_running_loop()
         self._finished = asyncio.Event()
@@ -208,7 +210,7 @@ class CallDriver:
             if isinstance(outcome, Exception):
                 self._crashed(task.get_name(), outcome)
         if self._registered:
-            self.services.calls.remove(self.session.call_sid)
+            self.services.calls.remove(self.session.call_sid, self)
             self.services.metrics.active_calls.dec()
         if self._watcher is not None:
             self._watcher.ended()
@@ -243,9 +245,12 @@ class CallDriver:
         if s.has_actions:
             for action in s.take_actions():
                 self._do(action)
+            # call_sid is set only once the stream gate admitted the start, and the gate
+            # refuses a live duplicate: add() failing is a bug, never an overwrite.
             if not self._registered and s.call_sid and not s.ended:
+                if not self.services.calls.add(self):
+                    raise RuntimeError("a second live stream for one call SID")
                 self._registered = True
-                self.services.calls.add(self)
                 self.services.metrics.active_calls.inc()
                 if self.services.watch is not None:
                     self._watcher = self.services.watch(self)
@@ -276,9 +281,8 @@ class CallDriver:
                 if self.services.on_keypad is not None:
                     self._spawn(self.services.on_keypad(self, digit), "keypad")
                 else:
-                    log_event(
-                        logger, "call.keypad", logging.DEBUG, call_sid=self.call_sid, digit=digit
-                    )
+                    # Never the digit itself: keypad entries are PINs and card numbers.
+                    log_event(logger, "call.keypad", logging.DEBUG, call_sid=self.call_sid)
             case EndStream(disposition=disposition):
                 self._end_stream = action
                 sid, rest = self.session.call_sid, self.services.twilio_rest
@@ -337,7 +341,8 @@ class CallDriver:
         if not self._closing_stream:
             # Twilio ends <Connect> when we close, then asks the action URL.
             self._closing_stream = True
-            self.twilio.close(1000)
+            assert self._end_stream is not None
+            self.twilio.close(self._end_stream.close_code)
             self._stream_closed.set()
 
     async def _rest_redirect(self, disposition: Disposition) -> None:
@@ -472,6 +477,10 @@ class CallDriver:
 
     def _observe(self, done: Finished) -> None:
         m, s = self.services.metrics, done.summary
+        if s["refused"] is not None:
+            m.stream_refused_total.labels(s["refused"]).inc()
+        if done.reason is EndReason.STREAM_REFUSED:
+            return  # not a call: nothing was relayed, and its claims are not believed
         outcome = "ok" if done.reason in _CLEAN_REASONS else "error"
         m.calls_total.labels(outcome, done.reason.value).inc()
         if s["first_audio_ms"] is not None:

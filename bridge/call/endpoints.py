@@ -12,11 +12,18 @@ Every request is checked against ``X-Twilio-Signature`` when signatures are enfo
 over the configured public URL (never the proxied ``Host``): webhooks over the URL and
 every form parameter, the WebSocket upgrade over the ``wss://`` stream URL alone.  A bad
 signature gets 403 (the upgrade: HTTP 403 instead of 101), a log line and a metric.
+
+The upgrade signature is the same for every call, so it admits nobody in particular:
+the TwiML of each call carries a stream token bound to that call
+(:mod:`bridge.twilio.stream_token`), checked when the stream starts
+(:mod:`bridge.call.stream_gate`, on the session's ``start``): a stream whose start does
+not carry a valid, unused token for its call is closed with 1008.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import typing
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,10 +43,12 @@ from bridge.call.services import (
     STREAM_STATUS_PATH,
     CallServices,
 )
+from bridge.edge.turns import turns
 from bridge.errors import BridgeError
 from bridge.log import log_event
 from bridge.store.records import CallRecord, CallStatus
 from bridge.twilio import responses as twiml
+from bridge.twilio import stream_token
 from bridge.twilio.signature import is_valid, is_valid_ws_upgrade
 from bridge.twilio.status import status_update
 from bridge.ws.asgi_socket import AsgiSocket
@@ -48,6 +57,8 @@ from bridge.ws.server import direct_socket
 logger = logging.getLogger("bridge.twilio")
 
 _FORM = "application/x-www-form-urlencoded"
+# Bodies larger than this take turns to be parsed and signed (bridge.edge.turns).
+_HEAVY_BODY = 8 * 1024
 _CALL_STATUSES = frozenset(typing.get_args(CallStatus))
 
 
@@ -71,14 +82,42 @@ def _xml(body: str) -> Response:
 
 
 async def signed_form(request: Request) -> dict[str, str] | Response:
-    """The form parameters of a Twilio webhook, or the error response to send instead."""
+    """The form parameters of a Twilio webhook, or the error response to send instead.
+
+    Bounded before any work, with or without the edge in front (bridge.edge refuses
+    most of this earlier): at most ``server.max_body_bytes`` read, the fields counted
+    before parsing, the signature computed once.
+    """
     services = _services(request)
     path = request.url.path
     if request.headers.get("content-type", "").split(";")[0].strip() != _FORM:
         log_event(logger, "twilio.bad_request", logging.WARNING, path=path, problem="not a form")
         return PlainTextResponse("expected application/x-www-form-urlencoded", 415)
-    body = (await request.body()).decode("utf-8", errors="replace")
-    params = dict(parse_qsl(body, keep_blank_values=True))
+    server = services.config.server
+    raw = await _bounded_body(request, server.max_body_bytes)
+    if raw is None:
+        log_event(
+            logger,
+            "twilio.bad_request",
+            logging.WARNING,
+            path=path,
+            problem="body too large",
+            limit=server.max_body_bytes,
+        )
+        return PlainTextResponse("request body too large", 413)
+    if raw.count(b"&") >= server.max_form_fields:  # parse_qsl splits on "&" only
+        log_event(
+            logger,
+            "twilio.bad_request",
+            logging.WARNING,
+            path=path,
+            problem="too many form fields",
+            limit=server.max_form_fields,
+        )
+        return PlainTextResponse(f"more than {server.max_form_fields} form fields", 413)
+    if len(raw) > _HEAVY_BODY:  # Twilio's own are smaller: they never wait in this queue
+        await turns().turn()
+    params = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
     tw = services.config.twilio
     if tw.signatures_enforced:
         assert tw.auth_token is not None  # config refuses enforcement without a token
@@ -96,6 +135,21 @@ async def signed_form(request: Request) -> dict[str, str] | Response:
             )
             return PlainTextResponse("invalid X-Twilio-Signature", 403)
     return params
+
+
+async def _bounded_body(request: Request, cap: int) -> bytes | None:
+    """The request body, or None once it is known to exceed ``cap`` (not read further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 18 or int(declared) > cap):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # --------------------------------------------------------------------------- voice webhook
@@ -154,10 +208,20 @@ async def inbound(request: Request) -> Response:
             log_event(logger, "call.record_failed", logging.ERROR, call_sid=call_sid, error=str(e))
     webhooks.labels("stream").inc()
     log_event(logger, "call.routed", agent_id=route.agent_id, route=route.source, **fields)
+    tw = services.config.twilio
+    # The stream must show this token to be believed (bridge.twilio.stream_token).
+    parameters = stream_token.signed_parameters(
+        tw.stream_key,
+        {"agent_id": route.agent_id, "caller_id": theirs, "called_number": ours},
+        call_sid=call_sid,
+        account_sid=params.get("AccountSid", ""),
+        now=time.time(),
+        ttl_s=tw.stream_token_ttl_s,
+    )
     return _xml(
         twiml.connect_stream(
             services.stream_url,
-            {"agent_id": route.agent_id, "caller_id": theirs, "called_number": ours},
+            parameters,
             action_url=services.public(AFTER_STREAM_PATH),
             status_callback=services.public(STREAM_STATUS_PATH),
         )

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bridge.routing import RoutingTable
+from bridge.twilio.stream_token import TOKEN_PARAMETER
 
 # <Parameter>s the bridge itself writes; they steer the call and are not agent variables.
-CONTROL_PARAMETERS = frozenset({"agent_id", "first_message"})
+CONTROL_PARAMETERS = frozenset({"agent_id", "first_message", TOKEN_PARAMETER})
 RESERVED_PREFIX = "system__"
 # Twilio's own limits on <Parameter>: a name and value together under 500 characters.
 # Real streams never exceed them; a forged or broken one is cut down to size here, so

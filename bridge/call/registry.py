@@ -11,18 +11,25 @@
 
 The last two are bounded (oldest forgotten first): Twilio may never come back for an
 entry (the caller hung up meanwhile), and a forgotten entry costs only a default.
+
+* **used stream tokens** (:meth:`LiveCalls.claim`): the call SIDs and tokens that
+  opened a stream here, each remembered for a retention time, so a captured token or a
+  replayed webhook cannot open a second stream for the call (per process).  Only
+  verified tokens are remembered, so only real calls fill it; it is bounded all the
+  same (oldest forgotten first).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from bridge.call.actions import HANGUP, Disposition, EndReason
 from bridge.call.tools import CallControl
 
 _MAX_REMEMBERED = 10_000
+_MAX_USED_TOKENS = 100_000
 
 
 class _Bounded(OrderedDict[str, object]):
@@ -38,14 +45,21 @@ class LiveCalls:
         self._live: dict[str, CallControl] = {}
         self._expected = _Bounded()
         self._next = _Bounded()
+        self._used: OrderedDict[str, float] = OrderedDict()  # key -> forget after (clock)
 
     # -- live calls ------------------------------------------------------------------
 
-    def add(self, call: CallControl) -> None:
+    def add(self, call: CallControl) -> bool:
+        """Register a live call; False (and nothing changes) if its SID is live already."""
+        if call.call_sid in self._live:
+            return False
         self._live[call.call_sid] = call
+        return True
 
-    def remove(self, call_sid: str) -> None:
-        self._live.pop(call_sid, None)
+    def remove(self, call_sid: str, call: CallControl | None = None) -> None:
+        """Forget a live call (only if it is ``call``, when given)."""
+        if call is None or self._live.get(call_sid) is call:
+            self._live.pop(call_sid, None)
 
     def get(self, call_sid: str) -> CallControl | None:
         return self._live.get(call_sid)
@@ -67,6 +81,26 @@ class LiveCalls:
         if call is None:
             return False
         call.end_call(reason, HANGUP, wait_for_playout=False)
+        return True
+
+    # -- used stream tokens ----------------------------------------------------------
+
+    def claim(self, keys: Iterable[str], now: float, retain_s: float) -> bool:
+        """Mark ``keys`` (call SID, token) used; False if one of them was already.
+
+        ``now`` / ``retain_s`` on one clock, with ``retain_s`` constant per caller, so the
+        oldest entries are the first to expire and pruning stops at the first live one.
+        """
+        used = self._used
+        while used and next(iter(used.values())) <= now:
+            used.popitem(last=False)
+        keys = list(keys)
+        if any(k in used for k in keys):
+            return False
+        for k in keys:
+            used[k] = now + retain_s
+        while len(used) > _MAX_USED_TOKENS:
+            used.popitem(last=False)
         return True
 
     # -- webhook → stream ------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge.call.admission import Admission, AdmitAll
+from bridge.call.admission import Admission, AdmitAll, StreamAdmission
 from bridge.call.registry import LiveCalls
 from bridge.call.session import SessionSettings
 from bridge.call.tools import CallControl, ToolRegistry, default_tools
@@ -54,6 +54,8 @@ class CallServices:
     tools: ToolRegistry = field(default_factory=default_tools)
     calls: LiveCalls = field(default_factory=LiveCalls)
     admission: Admission = field(default_factory=AdmitAll)
+    # Asked again when a stream starts (bridge.call.stream_gate): the concurrency caps.
+    stream_admission: StreamAdmission = field(default_factory=AdmitAll)
     metrics: Metrics = field(default_factory=Metrics)
     upstream: UpstreamHealth = field(default_factory=UpstreamHealth)  # for readiness
     on_keypad: KeypadHandler | None = None

@@ -13,7 +13,8 @@ Inputs (methods; each may change state)::
     agent_message(msg)       a parsed conversation frame (incl. UnknownMessage)
     agent_garbage(err)       a conversation frame that did not parse
     agent_closed(code, why)  the conversation socket closed, or never opened
-    timer_fired(name)        a StartTimer ran out (``agent_idle``: the agent watchdog)
+    timer_fired(name)        a StartTimer ran out (``agent_idle``: the agent watchdog,
+                             ``stall``: the caller-stream watchdog)
     tool_finished(id, …)     a RunTool completed
     request_end(reason, …)   a tool, the admin API or shutdown ends the call
 
@@ -31,6 +32,18 @@ States::
                                  (goodbye plays out: marks, bounded wait)
 
     caller stop / socket close, from any state ──▶ ENDED at once (agent closed).
+
+Who may start: ``start`` is checked first by the injected :class:`StreamCheck` (token,
+replay, duplicate call, caps; :mod:`bridge.call.stream_gate`).  A start it does not
+believe ends the session at once (``STREAM_REFUSED``): the socket is closed with 1008
+and nothing is done in the claimed call's name: its SID is never adopted, so no
+agent, no record, no REST, no registration.  An authentic call over a cap ends with
+``OVER_CAPACITY``, recorded, with the over-capacity answer.
+
+A started stream with no media frame for ``stream_stall_timeout_s`` is dead (Twilio
+sends a frame every 20 ms, silence included): ``STREAM_STALLED``.  The watchdog is a
+timer every half timeout comparing the frame counter with the previous tick (two
+ticks without a frame), so the hot path pays nothing for it.
 
 Audio paths:
 
@@ -91,6 +104,7 @@ from bridge.call.actions import (
     Transfer,
     UpdateRecord,
 )
+from bridge.call.admission import Refusal, StreamCheck, StreamStart
 from bridge.call.frames import AGENT_AUDIO_PREFIX, TWILIO_AUDIO_PREFIX, FrameQueue
 from bridge.call.plan import CallPlan, bounded_parameters, dynamic_variables
 from bridge.config import Config
@@ -99,11 +113,14 @@ from bridge.errors import AudioFormatError, ConvaiProtocolError, TwilioProtocolE
 from bridge.log import log_event
 from bridge.ops.metrics import TRANSCODE_SAMPLE_EVERY
 from bridge.twilio import media as twilio
+from bridge.twilio.stream_token import TOKEN_PARAMETER
 
 logger = logging.getLogger("bridge.call")
 
 ULAW_BYTES_PER_MS = 8
 NORMAL_CLOSE = 1000
+POLICY_VIOLATION = 1008  # the close code of a refused stream
+_CLAIMED_CHARS = 64  # attacker-controlled values of a refused start, as logged
 _SAMPLE_AT = TRANSCODE_SAMPLE_EVERY // 2  # not the first frame: it pays for set-up
 
 
@@ -126,6 +143,8 @@ class SessionSettings:
     # An open agent socket that sends nothing at all (the platform pings every few
     # seconds) for this long is treated as failed; 0 = never.
     agent_idle_timeout_s: float = 30.0
+    # A started stream with no media frame this long is dead; 0 = never.
+    stream_stall_timeout_s: float = 10.0
     end_call_settle_s: float = 0.5
     out_chunk_bytes: int = 800  # 100 ms of mu-law per outbound media frame
     mark_every_bytes: int = 800  # at most one mark per 100 ms of audio while ACTIVE
@@ -142,6 +161,7 @@ class SessionSettings:
         return cls(
             goodbye_timeout_s=c.goodbye_timeout_s,
             agent_idle_timeout_s=c.agent_idle_timeout_s,
+            stream_stall_timeout_s=c.stream_stall_timeout_s,
             caller_buffer_ms=c.caller_buffer_ms,
             on_agent_failure=c.on_agent_failure,
             apology_text=c.apology_text,
@@ -185,9 +205,11 @@ class CallSession:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         on_transcode: TranscodeSample | None = None,
+        check: StreamCheck | None = None,
     ):
         self.settings = settings
         self._resolve = resolve
+        self._check = check
         self._tools = tools
         self._clock = clock
         self._wall = wall
@@ -206,6 +228,7 @@ class CallSession:
         self.conversation_id = ""
         self.parameters: Mapping[str, str] = {}
         self.plan: CallPlan | None = None
+        self.refused: str | None = None  # why start was refused (metric / log reason)
 
         self._stream = twilio.MediaStream()
         self._actions: list[Action] = []
@@ -225,6 +248,8 @@ class CallSession:
         self._started_at: float | None = None
         self._first_audio_at: float | None = None
         self._agent_heard_at = 0.0  # last frame of any kind from the agent (watchdog)
+        self._stall_seen = -1  # frames_from_caller at the previous stall tick
+        self._stall_quiet_ticks = 0
 
         self._act(StartTimer("start", settings.start_timeout_s))
 
@@ -295,14 +320,34 @@ class CallSession:
         self._finish()
 
     def _on_start(self, start: twilio.StartBody) -> None:
+        self._act(CancelTimer("start"))
+        self._started_at = self._clock()
+        verdict = None
+        if self._check is not None:
+            verdict = self._check(
+                StreamStart(start.callSid, start.accountSid, start.customParameters)
+            )
+            if verdict is not None and not verdict.trusted:
+                self._refuse(start, verdict.reason)
+                return
         self.call_sid, self.stream_sid = start.callSid, start.streamSid
-        self.parameters, cut = bounded_parameters(start.customParameters)
+        params = {k: v for k, v in start.customParameters.items() if k != TOKEN_PARAMETER}
+        self.parameters, cut = bounded_parameters(params)
         if cut:
             self._log(
                 "call.parameters_dropped", logging.WARNING, dropped=cut, kept=len(self.parameters)
             )
-        self._started_at = self._clock()
-        self._act(CancelTimer("start"))
+        if verdict is not None:  # authentic, but no room: recorded, ended with the answer
+            self.refused = verdict.reason
+            self.agent_id = self.parameters.get("agent_id", "")
+            self._log("call.stream_refused", logging.WARNING, reason=verdict.reason)
+            self._act(UpdateRecord({"stream_sid": self.stream_sid, "status": "in-progress"}))
+            self.request_end(
+                EndReason.OVER_CAPACITY,
+                _refusal_disposition(verdict.refusal),
+                wait_for_playout=False,
+            )
+            return
         plan = self.plan = self._resolve(self.parameters)
         self.agent_id = plan.agent_id if plan else ""
         # caller_id is always the other party, called_number ours; on a call we placed
@@ -337,6 +382,22 @@ class CallSession:
         self.state = State.CONNECTING_AGENT
         self._agent = "connecting"
         self._act(ConnectAgent(plan.agent_id))
+        if self.settings.stream_stall_timeout_s > 0:
+            self._act(StartTimer("stall", self.settings.stream_stall_timeout_s / 2))
+
+    def _refuse(self, start: twilio.StartBody, reason: str) -> None:
+        """End a start nobody vouches for: close 1008, adopt none of its claims."""
+        self.refused = reason
+        self.reason = EndReason.STREAM_REFUSED
+        self._log(
+            "call.stream_refused",
+            logging.WARNING,
+            reason=reason,
+            claimed_call_sid=start.callSid[:_CLAIMED_CHARS],
+            claimed_account_sid=start.accountSid[:_CLAIMED_CHARS],
+            claimed_agent_id=start.customParameters.get("agent_id", "")[:_CLAIMED_CHARS] or None,
+        )
+        self._finish()
 
     def _buffer_caller_audio(self, payload: str) -> None:
         self._early.append(payload)
@@ -367,6 +428,9 @@ class CallSession:
             self._on_transcode("caller_to_agent", (perf_counter() - t0) / max(frames, 0.05))
         st.frames_to_agent += 1
         self.to_agent.push(convai.user_audio_chunk_frame(out))
+        if self.to_agent.stalled and self.state is not State.ENDED:  # (frames.py)
+            kept = self.to_agent.control_kept
+            self._agent_failed(f"the agent read nothing for long ({kept} frames)", "not_reading")
 
     def _mark_echoed(self, name: str) -> None:
         # Marks echo in the order they were sent; an unknown name was sent before a
@@ -596,6 +660,16 @@ class CallSession:
             self._push_mark()
         if self._first_audio_at is None and n:
             self._first_audio_at = self._clock()
+        if self.to_twilio.stalled and self.state is not State.ENDED:
+            # Twilio read nothing for long (frames.py): nobody hears this call any more.
+            q = self.to_twilio
+            self._log(
+                "call.twilio_not_reading", logging.WARNING, kept=q.control_kept, chars=q.chars
+            )
+            q.clear()  # never to be read: let the driver close the stream now
+            self._pending_marks.clear()
+            self._unmarked, self._unmarked_bytes = "", 0
+            self.request_end(EndReason.TWILIO_NOT_READING, HANGUP, wait_for_playout=False)
 
     def _push_mark(self) -> None:
         """Mark the audio queued since the last mark (named for its newest event)."""
@@ -619,6 +693,8 @@ class CallSession:
         elif name == "goodbye" and self.state is State.ENDING:
             self._log("call.goodbye_timeout", logging.WARNING, pending_marks=self.pending_marks)
             self._finish()
+        elif name == "stall" and self.state in (State.CONNECTING_AGENT, State.ACTIVE):
+            self._stall_tick()
         elif name == "agent_idle" and self._agent == "open" and self.state is State.ACTIVE:
             quiet = self._clock() - self._agent_heard_at
             limit = self.settings.agent_idle_timeout_s
@@ -626,6 +702,17 @@ class CallSession:
                 self._act(StartTimer("agent_idle", limit - quiet))
             else:
                 self._agent_failed(f"no frame from the agent for {quiet:.1f} s", "idle_timeout")
+
+    def _stall_tick(self) -> None:
+        seen = self.stats.frames_from_caller
+        self._stall_quiet_ticks = self._stall_quiet_ticks + 1 if seen == self._stall_seen else 0
+        self._stall_seen = seen
+        limit = self.settings.stream_stall_timeout_s
+        if self._stall_quiet_ticks >= 2:  # two half-timeouts in a row without a frame
+            self._log("call.stream_stalled", logging.WARNING, timeout_s=limit, frames=seen)
+            self.request_end(EndReason.STREAM_STALLED, HANGUP, wait_for_playout=False)
+            return
+        self._act(StartTimer("stall", limit / 2))
 
     # ------------------------------------------------------------------ ending
 
@@ -696,12 +783,18 @@ class CallSession:
         self.state = State.ENDED
         reason = self.reason or EndReason.CALLER_HANGUP
         self.reason = reason
-        for name in ("start", "settle", "goodbye", "agent_idle"):
+        for name in ("start", "settle", "goodbye", "agent_idle", "stall"):
             self._act(CancelTimer(name))
         self._settling = False
         if self._agent in ("connecting", "open"):
             self._agent = "closed"
             self._act(CloseAgent(NORMAL_CLOSE, "call ended"))
+        if reason is EndReason.STREAM_REFUSED:  # nothing in the claimed call's name
+            self._act(EndStream(HANGUP, close_code=POLICY_VIOLATION))
+            summary = self.summary()
+            self._log("call.summary", **summary)
+            self._act(Finished(reason, summary))
+            return
         if not self._caller_gone:
             self._act(EndStream(self.disposition))
         summary = self.summary()
@@ -732,6 +825,7 @@ class CallSession:
         first = self._first_audio_at
         return {
             "end_reason": (self.reason or EndReason.CALLER_HANGUP).value,
+            "refused": self.refused,
             "then": _describe(self.disposition) if not self._caller_gone else None,
             "duration_s": round(now - (started if started is not None else self._created_at), 3),
             "bytes_in": st.bytes_in,
@@ -781,6 +875,15 @@ class CallSession:
 def _decoded_len(b64: str) -> int:
     """Bytes a base64 payload decodes to, without decoding it."""
     return (len(b64) >> 2) * 3 - b64[-2:].count("=")
+
+
+def _refusal_disposition(r: Refusal | None) -> Disposition:
+    """How an answered call turned away at stream start ends (no <Reject> any more)."""
+    if r is not None and r.dial:
+        return Transfer(r.dial)
+    if r is not None and r.message:
+        return Apology(r.message)
+    return HANGUP
 
 
 def _describe(d: Disposition) -> str:

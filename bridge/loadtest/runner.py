@@ -393,7 +393,12 @@ async def run_loadtest(params: Params, console: Console, auth_token: str | None 
 
         @contextlib.asynccontextmanager
         async def own() -> AsyncIterator[Target]:
-            async with started_stack(out, needed_agents(params)) as (target, children):
+            # Every call of the run may be live at once: the bridge must not cap below it.
+            max_calls = sum(params.calls) * len(params.formats)
+            async with started_stack(out, needed_agents(params), max_calls) as (
+                target,
+                children,
+            ):
                 for child in children:
                     console.print(
                         f"started {child.name} pid {child.pid} at {child.url} (log {child.log})"

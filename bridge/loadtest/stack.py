@@ -113,24 +113,27 @@ def bridge_config(
     return "\n".join(lines) + "\n"
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     # The child's settings come from the config file we write, nothing inherited.
     for key in list(env):
         if key.startswith(("BRIDGE_", "ELEVENLABS_", "TWILIO_")):
             del env[key]
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
     return env
 
 
-async def _spawn(name: str, argv: list[str], log: Path) -> asyncio.subprocess.Process:
+async def _spawn(
+    name: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     out = log.open("wb")
     try:
         return await asyncio.create_subprocess_exec(
             *argv,
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
-            env=_child_env(),
+            env=_child_env(env),
             start_new_session=True,  # Ctrl-C in the terminal is ours to handle, not theirs
         )
     finally:
@@ -196,9 +199,13 @@ async def create_agent(
 
 @contextlib.asynccontextmanager
 async def started_stack(
-    run_dir: Path, needs: list[tuple[str, str]]
+    run_dir: Path, needs: list[tuple[str, str]], max_calls: int = 0
 ) -> AsyncIterator[tuple[Target, list[Child]]]:
-    """Start emulator + bridge for the (scenario kind, format) pairs in ``needs``."""
+    """Start emulator + bridge for the (scenario kind, format) pairs in ``needs``.
+
+    ``max_calls``: the bridge's concurrent-call cap (at least the calls the run places;
+    0 = none): the default cap (docs/performance.md) would refuse a larger load test.
+    """
     stack_dir = run_dir / "stack"
     stack_dir.mkdir(parents=True, exist_ok=True)
     procs: list[asyncio.subprocess.Process] = []
@@ -239,6 +246,7 @@ async def started_stack(
                 "bridge",
                 [*BRIDGE_COMMAND, "--config", str(cfg), "serve"],
                 bridge_log,
+                {"BRIDGE_MAX_CONCURRENT_CALLS": str(max_calls)},
             )
             procs.append(bridge)
             await _wait_ready(bridge, "the bridge", bridge_url + "/", bridge_log, client)

@@ -6,7 +6,9 @@ with a stream; :class:`CapacityAdmission` is that admission when
 a cap the caller gets ``telephony.over_capacity``: a busy signal (``<Reject
 reason="busy">``: unanswered, so not billed, and the carrier plays busy) or
 ``over_capacity_message`` spoken, then a hang-up.  The dialer asks the same object
-before placing an outbound call (429 when the from-number is full).
+before placing an outbound call (429 when the from-number is full), and every stream
+asks again when it starts (:meth:`CapacityAdmission.admit_stream`, from
+:mod:`bridge.call.stream_gate`): a stream opened without the webhook is counted too.
 
 Pure bookkeeping, clock passed in: no I/O.
 """
@@ -42,9 +44,10 @@ class CapacityAdmission:
     A call counts from the moment it is admitted: live calls (streams running, from
     :class:`~bridge.call.registry.LiveCalls`) plus *holds*: calls the webhook admitted
     or the dialer placed whose stream has not started yet.  A hold ends when the stream
-    starts (:meth:`started`), when an outbound call ends unanswered (:meth:`release`),
-    or after its time to live (the caller hung up while it was ringing).  The
-    ``inner`` admission (e.g. draining) is asked first.
+    starts (:meth:`admit_stream`), when an outbound call ends unanswered
+    (:meth:`release`), or after its time to live (the caller hung up while it was
+    ringing).  The ``inner`` admission (e.g. draining) is asked first by the webhook;
+    never at stream start (a call admitted before a drain may still start).
     """
 
     def __init__(
@@ -98,6 +101,11 @@ class CapacityAdmission:
         if refused is None:
             self._holds.append(_Hold(to_number, self.clock(), self.hold_ttl_s, None))
         return refused
+
+    def admit_stream(self, to_number: str, call_sid: str) -> Refusal | None:
+        """A stream started: its own hold ends, then it must fit beside the others."""
+        self.started(to_number, call_sid)
+        return self.refusal(to_number)
 
     def hold(self, number: str, call_sid: str, ttl_s: float) -> None:
         """An outbound call was placed: it counts while it rings."""

@@ -34,7 +34,7 @@ from bridge.telephony.outbound import (
     resolve,
     stream_parameters,
 )
-from bridge.twilio import responses
+from bridge.twilio import responses, stream_token
 
 logger = logging.getLogger("bridge.telephony")
 
@@ -108,10 +108,21 @@ class Dialer:
                 logger, "telephony.dial_rate_limited", logging.WARNING, number=call.from_number
             )
             raise RateLimited(call.from_number, wait)
+        tw = s.config.twilio
+        # Twilio names the call only once it is created: the token binds everything
+        # else (account, parameters, expiry) and is single use (bridge.twilio.stream_token).
+        parameters = stream_token.signed_parameters(
+            tw.stream_key,
+            stream_parameters(call),
+            call_sid=None,
+            account_sid=tw.account_sid or "",
+            now=time.time(),
+            ttl_s=tw.stream_token_ttl_s + call.ring_timeout_s,
+        )
         twiml = check_twiml_size(
             responses.connect_stream(
                 s.stream_url,
-                stream_parameters(call),
+                parameters,
                 action_url=s.public(AFTER_STREAM_PATH),
                 status_callback=s.public(STREAM_STATUS_PATH),
             )

@@ -5,7 +5,7 @@ services with :meth:`Telephony.install`:
 
 * the client tools ``transfer_call`` / ``send_dtmf`` go into the tool registry;
 * :class:`~bridge.telephony.capacity.CapacityAdmission` wraps the webhook's admission
-  (concurrency caps);
+  and is the stream-start admission (concurrency caps);
 * ``on_keypad`` gets the caller's keypad digits;
 * ``watch`` makes a :class:`CallFeatures` for every call whose stream has started.
 
@@ -14,8 +14,13 @@ services with :meth:`Telephony.install`:
 always armed for the earliest deadline among them (duration warning, duration end,
 silence end, keypad entry pause).  It hears every caller media payload (the silence
 watch measures its level), every keypad digit, and the end of the call, when it writes
-what happened (digits, warnings, limits, answering-machine verdict) into the call
-record's ``events``.
+what happened (keypad entries, warnings, limits, answering-machine verdict) into the
+call record's ``events``.
+
+Keypad digits are PINs and card numbers as often as menu choices: the record keeps
+only how many were pressed, per delivery to the agent (``dtmf_delivered``) and for an
+entry left unsent at the end (``dtmf_unsent``), unless ``telephony.store_digits`` asks
+for the digits themselves (a ``dtmf`` event per key).  No log line carries a digit.
 
 Answering-machine verdicts (:meth:`Telephony.answered_by`) can arrive before the stream
 has started; they wait (bounded) and are applied when it does.
@@ -113,7 +118,8 @@ class CallFeatures:
                 error=str(e),
             )
             return
-        self.events.append({"at": self._since(), "event": "dtmf", "digit": digit})
+        if self.t.cfg.store_digits:
+            self.events.append({"at": self._since(), "event": "dtmf", "digit": digit})
         self._deliver(messages)
         self._arm()
 
@@ -143,7 +149,8 @@ class CallFeatures:
             self._timer.cancel()
             self._timer = None
         for m in self.keypad.flush():  # nobody to tell now; keep it in the record
-            self.events.append({"at": self._since(), "event": "dtmf_unsent", "digits": m.digits})
+            entry = {"digits": m.digits} if self.t.cfg.store_digits else {"count": len(m.digits)}
+            self.events.append({"at": self._since(), "event": "dtmf_unsent", **entry})
         self.t.call_ended(self)
 
     # -- timer -------------------------------------------------------------------------
@@ -203,6 +210,15 @@ class CallFeatures:
 
     def _deliver(self, messages: list[KeypadMessage]) -> None:
         for m in messages:
+            if not self.t.cfg.store_digits:  # (stored, the digits are in "dtmf" events)
+                self.events.append(
+                    {
+                        "at": self._since(),
+                        "event": "dtmf_delivered",
+                        "count": len(m.digits),
+                        "why": m.reason,
+                    }
+                )
             log_event(
                 logger,
                 "telephony.keypad",
@@ -244,6 +260,7 @@ class Telephony:
         self.tools.register(services.tools)
         self.capacity.inner = services.admission
         services.admission = self.capacity
+        services.stream_admission = self.capacity
         services.on_keypad = self.on_keypad
         services.watch = self.watch
         return self
@@ -251,7 +268,6 @@ class Telephony:
     def watch(self, call: CallControl) -> CallFeatures:
         features = CallFeatures(self, call)
         self.live[call.call_sid] = features
-        self.capacity.started(call.parameters.get("called_number", ""), call.call_sid)
         pending = self._amd.pop(call.call_sid, None)
         if pending is not None:
             features.answered_by(pending)

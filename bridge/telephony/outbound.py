@@ -25,6 +25,7 @@ import msgspec
 from bridge.admin.models import RESERVED_VARIABLE_PREFIX, AgentId, PhoneNumberId, Variables
 from bridge.errors import InputError
 from bridge.store import NumberRecord
+from bridge.twilio.stream_token import TOKEN_PARAMETER
 
 E164_PATTERN: Final = r"^\+[1-9][0-9]{1,14}$"
 E164 = Annotated[
@@ -34,7 +35,15 @@ MAX_PARAMETER: Final = 500  # name + value of one <Parameter>, Twilio's limit is
 MAX_TWIML: Final = 4000
 # <Parameter> names the bridge writes for itself; a dynamic variable may not take them.
 CONTEXT_PARAMETERS: Final = frozenset(
-    {"agent_id", "caller_id", "called_number", "direction", "first_message", "answered_by"}
+    {
+        "agent_id",
+        "caller_id",
+        "called_number",
+        "direction",
+        "first_message",
+        "answered_by",
+        TOKEN_PARAMETER,
+    }
 )
 
 MachineDetection = Literal["Enable", "DetectMessageEnd"]

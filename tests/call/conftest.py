@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from bridge.call.actions import Action
+from bridge.call.admission import StreamCheck
 from bridge.call.plan import CallPlan
 from bridge.call.session import CallSession, SessionSettings
 from bridge.convai import messages as convai
@@ -166,7 +167,9 @@ class Harness:
         self.agent_frames()
 
 
-def make_harness(plan: CallPlan | None = None, **settings: Any) -> Harness:
+def make_harness(
+    plan: CallPlan | None = None, *, check: StreamCheck | None = None, **settings: Any
+) -> Harness:
     clock = FakeClock()
     chosen = plan if plan is not None else CallPlan(AGENT_ID, "parameter")
     session = CallSession(
@@ -175,6 +178,7 @@ def make_harness(plan: CallPlan | None = None, **settings: Any) -> Harness:
         tools={"end_call", "lookup"},
         clock=clock,
         wall=clock,
+        check=check,
     )
     return Harness(session, clock)
 

@@ -38,3 +38,25 @@ def test_next_steps_are_popped_once_and_bounded() -> None:
         calls.set_next(f"CAx{i}", HANGUP)
     assert calls.pop_next("CA2") is None  # the oldest entry was forgotten
     assert calls.pop_next("CAx10000") == HANGUP
+
+
+def test_a_live_entry_is_never_overwritten_nor_removed_by_another_call() -> None:
+    calls = LiveCalls()
+    first = RecordingCall(call_sid="CA9")
+    second = RecordingCall(call_sid="CA9")
+    assert calls.add(first) is True
+    assert calls.add(second) is False
+    assert calls.get("CA9") is first
+    calls.remove("CA9", second)  # the impostor leaving takes nothing with it
+    assert calls.get("CA9") is first
+    calls.remove("CA9", first)
+    assert calls.get("CA9") is None
+
+
+def test_claimed_keys_are_single_use_until_their_retention_ends() -> None:
+    calls = LiveCalls()
+    assert calls.claim(["call:CA1", "token:t1"], now=0.0, retain_s=10.0) is True
+    assert calls.claim(["call:CA1", "token:t2"], now=1.0, retain_s=10.0) is False  # same call
+    assert calls.claim(["call:CA2", "token:t1"], now=1.0, retain_s=10.0) is False  # same token
+    assert calls.claim(["call:CA2", "token:t2"], now=1.0, retain_s=10.0) is True
+    assert calls.claim(["call:CA1", "token:t3"], now=10.5, retain_s=10.0) is True  # forgotten

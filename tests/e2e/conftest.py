@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,14 +26,16 @@ from bridge.audio.g711 import ulaw_decode, ulaw_encode
 from bridge.call.tools import CallControl
 from bridge.config import Config, load_config, with_overrides
 from bridge.emulator.platform.records import ConversationRecord
-from bridge.emulator.twilio.caller import place_call
+from bridge.emulator.twilio.caller import DEFAULT_ACCOUNT_SID, place_call
 from bridge.emulator.twilio.records import CallResult
 from bridge.emulator.twilio.script import CallScript
 from bridge.store import NumberRecord, Store
+from bridge.twilio import stream_token
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 PUBLIC = "https://bridge.test"
 TOKEN = "e2e-auth-token"
+ACCOUNT_SID = DEFAULT_ACCOUNT_SID  # the emulator's Twilio account, and hand-written starts
 CALLER = "+14155550111"
 SPEED = 4.0  # call time runs 4x faster than the wall clock
 TONE_HZ = 440.0
@@ -114,6 +117,7 @@ class E2E:
             voice_path="/twilio/inbound",
             public_url=PUBLIC,
             status_callback="/twilio/status",
+            account_sid=account_sid_of(self.app),
         )
 
     def conversation(self, agent_id: str) -> ConversationRecord:
@@ -125,6 +129,31 @@ class E2E:
         rec = self.store.get_call(call_sid)
         assert rec is not None
         return rec.end_reason
+
+
+def account_sid_of(app: Starlette) -> str:
+    """The account the bridge's Twilio calls come from: the configured one, if any."""
+    configured: str | None = app.state.config.twilio.account_sid
+    return configured or ACCOUNT_SID
+
+
+def with_token(
+    app: Starlette,
+    call_sid: str,
+    params: dict[str, str],
+    *,
+    account_sid: str | None = None,
+    ttl_s: float = 300.0,
+) -> dict[str, str]:
+    """``params`` plus the stream token the webhook would have written for this call."""
+    return stream_token.signed_parameters(
+        app.state.config.twilio.stream_key,
+        params,
+        call_sid=call_sid,
+        account_sid=account_sid or account_sid_of(app),
+        now=time.time(),
+        ttl_s=ttl_s,
+    )
 
 
 def bridge_config(platform: PlatformEmulator, **env: str) -> Config:

@@ -12,6 +12,7 @@ from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk
 from bridge.twilio import media as twilio
 from bridge.twilio.signature import compute_signature
 from tests.e2e.conftest import (
+    ACCOUNT_SID,
     E2E,
     TOKEN,
     CallStarted,
@@ -19,6 +20,7 @@ from tests.e2e.conftest import (
     script_time,
     tone_snr_db,
     tone_ulaw,
+    with_token,
 )
 
 STREAM_URL = "wss://bridge.test/twilio/media"
@@ -59,7 +61,10 @@ async def _garbage_stream(
     async with connect(e2e.server.ws_url + "/twilio/media", additional_headers=headers) as ws:
         await ws.send(twilio.encode(twilio.Connected()))
         body = twilio.StartBody(
-            streamSid=sid, callSid=call, customParameters={"agent_id": agent, "caller_id": "+1"}
+            streamSid=sid,
+            callSid=call,
+            accountSid=ACCOUNT_SID,
+            customParameters=with_token(e2e.app, call, {"agent_id": agent, "caller_id": "+1"}),
         )
         await ws.send(twilio.encode(twilio.Start(sequenceNumber="1", start=body, streamSid=sid)))
         rubbish: list[str | bytes] = [

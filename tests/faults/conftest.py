@@ -33,7 +33,7 @@ from bridge.convai.client import AgentConnector
 from bridge.store import Store
 from bridge.twilio import media as twilio
 from bridge.twilio.signature import compute_signature
-from tests.e2e.conftest import E2E, TOKEN, bridge_config
+from tests.e2e.conftest import E2E, TOKEN, account_sid_of, bridge_config, with_token
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 
@@ -149,17 +149,31 @@ SILENCE_B64 = base64.b64encode(b"\xff" * 160).decode()  # 20 ms of mu-law silenc
 class RawStream:
     """A media stream written by hand: what Twilio would send, or what it never would."""
 
-    def __init__(self, ws: ClientConnection, call_sid: str, stream_sid: str):
+    def __init__(self, ws: ClientConnection, call_sid: str, stream_sid: str, app: Starlette):
         self.ws = ws
         self.call_sid = call_sid
         self.stream_sid = stream_sid
+        self.app = app
         self.seq = 1
         self.received: list[str | bytes] = []
 
-    async def start(self, params: dict[str, str]) -> None:
+    async def start(
+        self,
+        params: dict[str, str],
+        *,
+        token: bool = True,
+        call_sid: str | None = None,
+        account_sid: str | None = None,
+    ) -> None:
+        """``start`` with ``params`` and, with ``token``, the stream token the webhook
+        would have written for this call (``params`` sent as given otherwise)."""
         await self.ws.send(twilio.encode(twilio.Connected()))
+        sid = call_sid or self.call_sid
+        account_sid = account_sid or account_sid_of(self.app)
+        if token:
+            params = with_token(self.app, sid, params, account_sid=account_sid)
         body = twilio.StartBody(
-            streamSid=self.stream_sid, callSid=self.call_sid, customParameters=params
+            streamSid=self.stream_sid, callSid=sid, accountSid=account_sid, customParameters=params
         )
         start = twilio.Start(sequenceNumber="1", start=body, streamSid=self.stream_sid)
         await self.ws.send(twilio.encode(start))
@@ -212,7 +226,7 @@ async def raw_stream(
         max_size=max_size,
         max_queue=1 if rcvbuf is not None else 16,
     ) as ws:
-        stream = RawStream(ws, f"CA{n:032d}", f"MZ{n:032d}")
+        stream = RawStream(ws, f"CA{n:032d}", f"MZ{n:032d}", e2e.app)
         if rcvbuf is not None:  # a caller that never reads: its close could not finish
             try:
                 yield stream

@@ -47,7 +47,9 @@ class Clock:
 EVENTS = st.one_of(
     st.tuples(st.just("twilio"), frames(TWILIO_MESSAGES)),
     st.tuples(st.just("agent"), frames(CONVAI_SERVER_MESSAGES)),
-    st.tuples(st.just("timer"), st.sampled_from(["start", "settle", "goodbye", "agent_idle"])),
+    st.tuples(
+        st.just("timer"), st.sampled_from(["start", "settle", "goodbye", "agent_idle", "stall"])
+    ),
     st.tuples(st.just("agent_closed"), st.sampled_from(["1000", "1011", "none"])),
     st.tuples(st.just("caller_closed"), st.just("")),
     st.tuples(st.just("tool_done"), st.text(max_size=20)),

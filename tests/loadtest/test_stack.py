@@ -13,6 +13,7 @@ from bridge.loadtest.params import AGENT_FORMATS
 from bridge.loadtest.scenario import BEHAVIOURS
 from bridge.loadtest.stack import (
     StackError,
+    _child_env,
     _spawn,
     _stop,
     _wait_ready,
@@ -74,3 +75,10 @@ async def test_stop_terminates_a_running_child(tmp_path):
     )
     await asyncio.wait_for(_stop(proc), 15)
     assert proc.returncode is not None and proc.returncode != 0
+
+
+def test_the_bridge_child_gets_the_call_cap_of_the_run_and_nothing_inherited(monkeypatch):
+    monkeypatch.setenv("BRIDGE_MAX_CONCURRENT_CALLS", "3")  # the operator's shell setting
+    env = _child_env({"BRIDGE_MAX_CONCURRENT_CALLS": "100"})
+    assert env["BRIDGE_MAX_CONCURRENT_CALLS"] == "100"
+    assert "BRIDGE_MAX_CONCURRENT_CALLS" not in _child_env()

@@ -34,7 +34,7 @@ from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
 PUBLIC = "https://bridge.test"
-ADMIN_TOKEN = "telephony-admin-token"
+ADMIN_TOKEN = "telephony-admin-token-0123456789abcdef"  # >= 32 characters
 CALLER = "+14155550111"
 SPEED = 4.0
 

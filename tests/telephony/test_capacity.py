@@ -52,3 +52,28 @@ def test_inner_admission_is_asked_first() -> None:
     cap = CapacityAdmission(TelephonyConfig(), LiveCalls(), _Draining())
     assert cap.check(OURS) == Refusal("draining")
     assert cap.count() == 0
+
+
+def test_a_stream_start_is_counted_against_the_caps_beside_live_calls_and_holds() -> None:
+    cfg = dataclasses.replace(TelephonyConfig(), max_concurrent_calls=2)
+    calls = LiveCalls()
+    cap = CapacityAdmission(cfg, calls, _Draining(), clock=FakeClock())
+    # A stream the webhook admitted: its own hold makes way for it.
+    cap.hold(OURS, "CA1", ttl_s=60)
+    assert cap.admit_stream(OURS, "CA1") is None
+    calls.add(FakeCall(call_sid="CA1"))
+    # A stream nobody announced still counts (never the drain: it is not asked).
+    assert cap.admit_stream(OURS, "CA2") is None
+    calls.add(FakeCall(call_sid="CA2"))
+    refused = cap.admit_stream(OURS, "CA3")
+    assert refused is not None and refused.reason == "over_capacity"
+    assert cap.count() == 2
+
+
+def test_a_stream_start_respects_the_per_number_cap() -> None:
+    cfg = dataclasses.replace(TelephonyConfig(), max_concurrent_calls_per_number=1)
+    calls = LiveCalls()
+    cap = CapacityAdmission(cfg, calls, clock=FakeClock())
+    calls.add(FakeCall(call_sid="CA1", parameters={"called_number": OURS}))
+    assert cap.admit_stream(OURS, "CA2") is not None
+    assert cap.admit_stream("+14155550999", "CA3") is None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
+import pytest
 
 from bridge.audio.g711 import ulaw_decode
 from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Press
+from bridge.log import JsonFormatter
 from bridge.telephony.dtmf import DtmfDetector
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
@@ -20,10 +25,46 @@ def _listener(p: Phone) -> str:
     )
 
 
-async def test_each_digit_reaches_the_agent_as_a_user_message_and_is_recorded(
+async def test_each_digit_reaches_the_agent_and_only_its_count_is_recorded(
+    platform_emulator: PlatformEmulator,
+    twilio_emulator: TwilioEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keys = "7391#"
+    caplog.set_level(logging.DEBUG)
+    async with running_phone(platform_emulator, twilio_emulator, dtmf_mode="collect") as p:
+        agent = _listener(p)
+        res = await p.call(
+            agent,
+            CallScript.of(
+                Pause(0.5), Press(keys, gap_s=0.2), Press("58", gap_s=0.2), Pause(0.5), HangUp()
+            ),
+        )
+        conv = await p.ended_conversation(agent)
+        assert conv.user_messages == ["7391"]  # the agent still gets the digits
+        r = await p.admin("GET", f"/calls/{res.call_sid}")
+        assert r.status_code == 200, r.text
+    keypad = [
+        {k: v for k, v in e.items() if k != "at"}
+        for e in r.json()["events"]
+        if str(e["event"]).startswith("dtmf")
+    ]
+    assert keypad == [
+        {"event": "dtmf_delivered", "count": 4, "why": "terminator"},
+        {"event": "dtmf_unsent", "count": 2},  # "58", pressed as the call ended
+    ]
+    assert "7391" not in r.text and "58" not in json.dumps(keypad)
+    # Nor in any log line of the whole call, at debug level, as the bridge writes them.
+    fmt = JsonFormatter()
+    lines = [fmt.format(rec) for rec in caplog.records if rec.name.startswith("bridge")]
+    assert any('"telephony.keypad"' in line for line in lines)
+    assert not [line for line in lines if "7391" in line or '"digit"' in line]
+
+
+async def test_store_digits_keeps_each_digit_in_the_record(
     platform_emulator: PlatformEmulator, twilio_emulator: TwilioEmulator
 ) -> None:
-    async with running_phone(platform_emulator, twilio_emulator) as p:
+    async with running_phone(platform_emulator, twilio_emulator, store_digits=True) as p:
         agent = _listener(p)
         res = await p.call(
             agent, CallScript.of(Pause(0.5), Press("42#", gap_s=0.3), Pause(0.5), HangUp())
@@ -31,8 +72,10 @@ async def test_each_digit_reaches_the_agent_as_a_user_message_and_is_recorded(
         conv = await p.ended_conversation(agent)
         assert conv.user_messages == ["4", "2", "#"]
         assert conv.contextual_updates == []
-        events = p.record(res.call_sid).events
-        assert [e["digit"] for e in events if e["event"] == "dtmf"] == ["4", "2", "#"]
+        r = await p.admin("GET", f"/calls/{res.call_sid}")
+        assert r.status_code == 200, r.text
+    events = r.json()["events"]
+    assert [e["digit"] for e in events if e["event"] == "dtmf"] == ["4", "2", "#"]
 
 
 async def test_collect_mode_sends_one_entry_at_hash(

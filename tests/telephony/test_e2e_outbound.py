@@ -54,6 +54,10 @@ async def test_outbound_call_is_placed_answered_and_the_agent_hears_the_callee(
         stream = res.stream
         assert stream is not None and stream.url == "wss://bridge.test/twilio/media"
         assert stream.custom_parameters["direction"] == "outbound"
+        # With a stream token for "any call" (Twilio names the call after the TwiML is
+        # sent), bound to the account and every other parameter; the agent never sees it.
+        assert stream.custom_parameters["bridge_token"].split(".")[2] == "a"
+        assert "bridge_token" not in (await p.ended_conversation(agent)).dynamic_variables
         # Twilio reported every stage and the bridge took each callback.
         events = [(c.event, c.status) for c in res.callbacks if c.kind == "status"]
         assert events == [

@@ -97,8 +97,36 @@ async def test_events_are_appended_to_the_call_record_at_the_end() -> None:
         assert store.flush()
         rec = store.get_call(call.call_sid)
         assert rec is not None
-        assert [e["event"] for e in rec.events] == ["earlier", "dtmf"]
+        assert [e["event"] for e in rec.events] == ["earlier", "dtmf_delivered"]
         assert call.call_sid not in t.live
+
+
+def _keypad_events(store_digits: bool) -> list[dict[str, object]]:
+    """A collected entry "12", then "9" left unsent at the end: the record's events."""
+    clock = FakeClock()
+    t = _telephony(clock, dtmf_mode="collect", store_digits=store_digits)
+    f = t.watch(FakeCall())
+    for key in "12#9":
+        f.keypad_digit(key)
+    f.ended()
+    return [{k: v for k, v in e.items() if k != "at"} for e in f.events]
+
+
+async def test_by_default_the_record_counts_keypad_digits_and_keeps_none() -> None:
+    assert _keypad_events(store_digits=False) == [
+        {"event": "dtmf_delivered", "count": 2, "why": "terminator"},
+        {"event": "dtmf_unsent", "count": 1},
+    ]
+
+
+async def test_store_digits_keeps_every_key_as_before() -> None:
+    assert _keypad_events(store_digits=True) == [
+        {"event": "dtmf", "digit": "1"},
+        {"event": "dtmf", "digit": "2"},
+        {"event": "dtmf", "digit": "#"},
+        {"event": "dtmf", "digit": "9"},
+        {"event": "dtmf_unsent", "digits": "9"},
+    ]
 
 
 async def test_answering_machine_verdict_before_the_stream_waits_for_it() -> None:
