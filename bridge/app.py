@@ -43,6 +43,7 @@ from bridge.config import Config, ws_url_for
 from bridge.convai.client import AgentConnector
 from bridge.errors import ConfigError
 from bridge.log import log_event
+from bridge.ops.health import security_warnings
 from bridge.ops.metrics import Metrics
 from bridge.ops.service import Operations
 from bridge.platform.client import PlatformClient
@@ -115,6 +116,9 @@ def create_app(
             signatures_enforced=config.twilio.signatures_enforced,
             twilio_rest=services.twilio_rest is not None,
         )
+        metrics.twilio_signatures_enforced.set(1 if config.twilio.signatures_enforced else 0)
+        for name, problem in security_warnings(config.twilio).items():
+            log_event(logger, "bridge.insecure", logging.WARNING, setting=name, problem=problem)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if platform is not None:
@@ -138,7 +142,8 @@ def create_app(
     # admission and per-call watcher into the services, their routes next to the rest.
     telephony = Telephony(config.telephony, services.calls, store).install(services)
     phone = TelephonyEndpoints(telephony, Dialer(services, telephony))
-    admin = admin_routes(Provisioning(services, platform), config.admin.token, phone.admin_routes())
+    provisioning = Provisioning(services, platform)
+    admin = admin_routes(provisioning, config.admin, metrics, phone.admin_routes())
     app = Starlette(
         routes=[
             *twilio_routes(),

@@ -548,60 +548,79 @@ def load_config(
     return cfg
 
 
-def _where(key: str, env_name: str, env: Mapping[str, str], source: str) -> str:
+def _where(env_name: str, env: Mapping[str, str], source: str) -> str:
+    """Where a key's value came from: its environment variable if set, else ``source``."""
     return env_name if env.get(env_name, "").strip() else source
+
+
+_GOOD_SECRET = (
+    f"at least {MIN_ADMIN_TOKEN_CHARS} random characters, e.g. the output of "
+    "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+)
+
+
+def _exposure(cfg: Config, env: Mapping[str, str], source: str) -> tuple[str, str] | None:
+    """What makes the bridge reachable from beyond loopback, and where that was set."""
+    s = cfg.server
+    if s.public_url is not None and exposed(s.public_url):
+        return f"server.public_url {cfg.public_url}", _where("BRIDGE_PUBLIC_URL", env, source)
+    if not _loopback_host(s.host):
+        return f"server.host {s.host}", _where("BRIDGE_HOST", env, source)
+    return None
 
 
 def _refuse_insecure(cfg: Config, env: Mapping[str, str], source: str) -> None:
     """Configurations that would leave the bridge open fail here, naming the key."""
     tw = cfg.twilio
-    if tw.validate_signatures and not tw.auth_token:
+    if tw.validate_signatures and tw.auth_token is None:
         raise ConfigError(
             "twilio.validate_signatures",
             "is true but no auth token is configured",
             "TWILIO_AUTH_TOKEN set, or validation turned off",
-            _where("validate_signatures", "BRIDGE_VALIDATE_TWILIO_SIGNATURES", env, source),
+            _where("BRIDGE_VALIDATE_TWILIO_SIGNATURES", env, source),
         )
-    if tw.auth_token is None and tw.validate_signatures is None and exposed(cfg.public_url):
+    reach = _exposure(cfg, env, source) if tw.validate_signatures is None else None
+    if tw.auth_token is None and reach is not None:
+        what, where = reach
         raise ConfigError(
             "twilio.auth_token",
-            f"is not set, so nothing would check Twilio's signatures, but the bridge is "
-            f"reachable at {cfg.public_url}",
+            f"is not set, so nothing would check Twilio's signatures, but {what} makes "
+            "the bridge reachable from beyond this machine",
             "TWILIO_AUTH_TOKEN set, or BRIDGE_VALIDATE_TWILIO_SIGNATURES=false to run "
             "without signature checks (insecure: anyone can open calls to your agents)",
-            source,
+            where,  # what exposes it: BRIDGE_PUBLIC_URL, BRIDGE_HOST or the file
         )
     if tw.stream_secret is not None and len(tw.stream_secret) < MIN_ADMIN_TOKEN_CHARS:
         raise ConfigError(
             "twilio.stream_secret",
-            f"is {len(tw.stream_secret)} characters long",
-            f"at least {MIN_ADMIN_TOKEN_CHARS} random characters, e.g. the output of "
-            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
-            _where("stream_secret", "BRIDGE_STREAM_SECRET", env, source),
+            f"is {len(tw.stream_secret)} characters long (value hidden)",
+            _GOOD_SECRET,
+            _where("BRIDGE_STREAM_SECRET", env, source),
         )
     token = cfg.admin.token
     if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
         raise ConfigError(
             "admin.token",
             f"is {len(token)} characters long (value hidden)",
-            f"at least {MIN_ADMIN_TOKEN_CHARS} random characters, e.g. the output of "
-            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
-            _where("token", "BRIDGE_ADMIN_TOKEN", env, source),
+            _GOOD_SECRET,
+            _where("BRIDGE_ADMIN_TOKEN", env, source),
         )
+
+
+def _loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a DNS name or a wildcard such as 0.0.0.0: reachable from outside
 
 
 def exposed(url: str) -> bool:
     """True when ``url`` is https or names a host other than a loopback address."""
     parts = urlsplit(url)
-    if parts.scheme in ("https", "wss"):
-        return True
-    host = (parts.hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True  # a DNS name: reachable from wherever it resolves
+    return parts.scheme in ("https", "wss") or not _loopback_host(parts.hostname or "")
 
 
 def with_overrides(cfg: Config, **sections: Any) -> Config:

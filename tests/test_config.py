@@ -7,6 +7,8 @@ import pytest
 from bridge.config import load_config, ws_url_for
 from bridge.errors import ConfigError
 
+ADMIN_TOKEN = "adm-secret-0123456789abcdefghijklmnop"  # 32+ characters
+
 
 def test_defaults() -> None:
     cfg = load_config(env={})
@@ -19,7 +21,7 @@ def test_defaults() -> None:
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
-    f.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n')
+    f.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n[twilio]\nauth_token = "tok"\n')
     cfg = load_config(f, env={"BRIDGE_PORT": "9100"})
     assert cfg.server.port == 9100
     assert cfg.server.host == "0.0.0.0"
@@ -34,7 +36,7 @@ def test_env_variables_honoured() -> None:
         "TWILIO_AUTH_TOKEN": "tok-secret",
         "TWILIO_API_BASE_URL": "http://127.0.0.1:9",
         "BRIDGE_PUBLIC_URL": "https://bridge.example.com/",
-        "BRIDGE_ADMIN_TOKEN": "adm-secret",
+        "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
         "BRIDGE_HOST": "0.0.0.0",
         "BRIDGE_PORT": "8443",
         "BRIDGE_DB": "/tmp/x.db",
@@ -48,7 +50,7 @@ def test_env_variables_honoured() -> None:
     assert cfg.twilio.auth_token == "tok-secret"
     assert cfg.twilio.api_base_url == "http://127.0.0.1:9"
     assert cfg.public_url == "https://bridge.example.com"
-    assert cfg.admin.token == "adm-secret"
+    assert cfg.admin.token == ADMIN_TOKEN
     assert (cfg.server.host, cfg.server.port) == ("0.0.0.0", 8443)
     assert cfg.store.db == "/tmp/x.db"
     assert cfg.twilio.signatures_enforced is False
@@ -62,11 +64,11 @@ def test_secrets_never_in_repr() -> None:
         env={
             "ELEVENLABS_API_KEY": "xi-secret",
             "TWILIO_AUTH_TOKEN": "tok-secret",
-            "BRIDGE_ADMIN_TOKEN": "adm-secret",
+            "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
         }
     )
     text = repr(cfg) + str(cfg)
-    for secret in ("xi-secret", "tok-secret", "adm-secret"):
+    for secret in ("xi-secret", "tok-secret", ADMIN_TOKEN):
         assert secret not in text
 
 
@@ -155,3 +157,140 @@ def test_config_path_from_env(tmp_path: Path) -> None:
 def test_ws_url_derivation() -> None:
     assert ws_url_for("https://api.elevenlabs.io") == "wss://api.elevenlabs.io"
     assert ws_url_for("http://127.0.0.1:9000") == "ws://127.0.0.1:9000"
+
+
+# ---------------------------------------------------------------------------- insecure settings
+
+GOOD_SECRET = "s" * 32
+
+
+@pytest.mark.parametrize(
+    ("env", "where"),
+    [
+        ({"BRIDGE_PUBLIC_URL": "https://bridge.example.com"}, "BRIDGE_PUBLIC_URL"),
+        ({"BRIDGE_PUBLIC_URL": "http://bridge.internal:8080"}, "BRIDGE_PUBLIC_URL"),
+        ({"BRIDGE_PUBLIC_URL": "http://10.0.0.5:8080"}, "BRIDGE_PUBLIC_URL"),
+        ({"BRIDGE_PUBLIC_URL": "https://127.0.0.1"}, "BRIDGE_PUBLIC_URL"),  # https: a proxy
+        ({"BRIDGE_HOST": "0.0.0.0"}, "BRIDGE_HOST"),  # the fallback http://0.0.0.0:8080
+        ({"BRIDGE_HOST": "::"}, "BRIDGE_HOST"),
+        # A loopback public URL does not hide a listener on every interface.
+        ({"BRIDGE_PUBLIC_URL": "http://127.0.0.1:8080", "BRIDGE_HOST": "0.0.0.0"}, "BRIDGE_HOST"),
+        # Empty means unset, for the token as for every secret.
+        ({"BRIDGE_PUBLIC_URL": "https://b.example.com", "TWILIO_AUTH_TOKEN": ""}, None),
+        ({"BRIDGE_PUBLIC_URL": "https://b.example.com", "TWILIO_AUTH_TOKEN": "  "}, None),
+        ({"BRIDGE_HOST": "0.0.0.0", "BRIDGE_VALIDATE_TWILIO_SIGNATURES": ""}, "BRIDGE_HOST"),
+    ],
+)
+def test_exposed_without_an_auth_token_refuses_to_start(
+    env: dict[str, str], where: str | None
+) -> None:
+    with pytest.raises(ConfigError) as ei:
+        load_config(env=env)
+    assert ei.value.key == "twilio.auth_token"
+    msg = str(ei.value)
+    assert "BRIDGE_VALIDATE_TWILIO_SIGNATURES=false" in msg and "\n" not in msg
+    if where:
+        assert ei.value.source == where  # what exposes it, not "defaults"
+
+
+def test_exposure_from_the_file_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[server]\npublic_url = "https://bridge.example.com"\n')
+    with pytest.raises(ConfigError) as ei:
+        load_config(f, env={})
+    assert ei.value.key == "twilio.auth_token" and ei.value.source == str(f)
+    assert "server.public_url https://bridge.example.com" in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},  # loopback only: the dev default
+        {"BRIDGE_PUBLIC_URL": "http://localhost:8080"},
+        {"BRIDGE_PUBLIC_URL": "http://[::1]:8080", "BRIDGE_HOST": "::1"},
+        {"BRIDGE_PUBLIC_URL": "http://127.0.0.2:8080", "BRIDGE_HOST": "127.0.0.2"},
+    ],
+)
+def test_loopback_without_a_token_starts_with_signatures_off(env: dict[str, str]) -> None:
+    assert load_config(env=env).twilio.signatures_enforced is False
+
+
+def test_signatures_explicitly_off_may_be_exposed() -> None:
+    cfg = load_config(
+        env={
+            "BRIDGE_PUBLIC_URL": "https://bridge.example.com",
+            "BRIDGE_HOST": "0.0.0.0",
+            "BRIDGE_VALIDATE_TWILIO_SIGNATURES": "false",
+        }
+    )
+    assert cfg.twilio.signatures_enforced is False
+    exposed = {"BRIDGE_PUBLIC_URL": "https://bridge.example.com", "TWILIO_AUTH_TOKEN": "t"}
+    assert load_config(env=exposed).twilio.signatures_enforced is True
+
+
+def test_validation_on_without_a_token_is_an_error(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[twilio]\nvalidate_signatures = true\nauth_token = ""\n')
+    with pytest.raises(ConfigError) as ei:
+        load_config(f, env={})
+    assert ei.value.key == "twilio.validate_signatures" and ei.value.source == str(f)
+    with pytest.raises(ConfigError) as ei:
+        load_config(env={"BRIDGE_VALIDATE_TWILIO_SIGNATURES": "true", "TWILIO_AUTH_TOKEN": ""})
+    assert ei.value.source == "BRIDGE_VALIDATE_TWILIO_SIGNATURES"
+
+
+def test_empty_secrets_are_unset_in_toml_and_env(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        '[platform]\napi_key = ""\n[twilio]\nauth_token = ""\nstream_secret = ""\n'
+        '[admin]\ntoken = ""\n'
+    )
+    cfg = load_config(f, env={})
+    assert cfg.platform.api_key is None and cfg.twilio.auth_token is None
+    assert cfg.twilio.stream_secret is None and cfg.twilio.stream_key is None
+    assert cfg.admin.token is None
+    assert cfg.twilio.signatures_enforced is False  # not "enforced with an empty key"
+    env = {
+        "ELEVENLABS_API_KEY": "",
+        "TWILIO_AUTH_TOKEN": "",
+        "BRIDGE_STREAM_SECRET": "",
+        "BRIDGE_ADMIN_TOKEN": "",
+    }
+    cfg = load_config(env=env)
+    assert cfg.platform.api_key is None and cfg.twilio.auth_token is None
+    assert cfg.twilio.stream_secret is None and cfg.admin.token is None
+    assert cfg.twilio.signatures_enforced is False
+
+
+@pytest.mark.parametrize(
+    ("key", "env_name", "table"),
+    [
+        ("admin.token", "BRIDGE_ADMIN_TOKEN", "admin"),
+        ("twilio.stream_secret", "BRIDGE_STREAM_SECRET", "twilio"),
+    ],
+)
+def test_short_admin_token_or_stream_secret_is_an_error(
+    tmp_path: Path, key: str, env_name: str, table: str
+) -> None:
+    short = "hunter2-" + "q" * 23  # 31 characters
+    with pytest.raises(ConfigError) as ei:
+        load_config(env={env_name: short})
+    msg = str(ei.value)
+    assert ei.value.key == key and ei.value.source == env_name
+    assert "31 characters" in msg and "secrets.token_urlsafe" in msg
+    assert short not in msg and "hunter2" not in msg
+    name = key.split(".")[1]
+    f = tmp_path / "c.toml"
+    f.write_text(f'[{table}]\n{name} = "{short}"\n')
+    with pytest.raises(ConfigError) as ei:
+        load_config(f, env={})
+    assert ei.value.key == key and ei.value.source == str(f) and short not in str(ei.value)
+    # 32 characters is enough.
+    load_config(env={env_name: short + "q"})
+
+
+def test_stream_key_is_the_secret_or_derived_from_the_auth_token() -> None:
+    derived = load_config(env={"TWILIO_AUTH_TOKEN": "tok"}).twilio.stream_key
+    assert derived is not None and derived != b"tok" and len(derived) == 32
+    own = load_config(env={"TWILIO_AUTH_TOKEN": "tok", "BRIDGE_STREAM_SECRET": GOOD_SECRET})
+    assert own.twilio.stream_key == GOOD_SECRET.encode()

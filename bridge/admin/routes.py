@@ -8,7 +8,8 @@ of the main app), and that is logged at start.
 Every failure answers ``{"error": {"field": ..., "message": ...}}``:
 
 * 400 unreadable body or query parameter, 401 missing/wrong token, 404 unknown id,
-  409 duplicate or wrong state, 413 body too large, 422 a field that does not fit;
+  409 duplicate or wrong state, 413 body too large, 422 a field that does not fit,
+  429 too many failed authentications from the client's address (``Retry-After``);
 * 502 an upstream (platform or Twilio) failed: ``upstream`` carries its service,
   status, message and request id, never credentials;
 * 503 the store is failing, or the bridge lacks the configuration for the operation;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -33,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from bridge.admin import models
 from bridge.admin.decode import (
@@ -44,6 +47,8 @@ from bridge.admin.decode import (
 )
 from bridge.admin.openapi import openapi_document
 from bridge.admin.service import Provisioning
+from bridge.admin.throttle import FailureThrottle, client_key
+from bridge.config import AdminConfig
 from bridge.errors import (
     BridgeError,
     ConfigError,
@@ -54,6 +59,7 @@ from bridge.errors import (
     UpstreamError,
 )
 from bridge.log import log_event
+from bridge.ops.metrics import Metrics
 from bridge.store.store import MAX_PAGE
 
 logger = logging.getLogger("bridge.admin")
@@ -137,38 +143,72 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 class BearerAuth:
-    """Refuse every request without ``Authorization: Bearer <token>`` (constant-time check)."""
+    """Refuse every request without ``Authorization: Bearer <token>`` (constant-time check).
 
-    def __init__(self, app: ASGIApp, token: str):
+    Failed attempts are counted per client address (:class:`FailureThrottle`); an
+    address past ``admin.auth_failures_per_minute`` gets 429 with ``Retry-After`` before
+    its token is even looked at.  Only HTTP gets through: a WebSocket under ``/admin``
+    is closed unaccepted (the server answers 403), anything else is dropped.
+    """
+
+    def __init__(self, app: ASGIApp, token: str, throttle: FailureThrottle, metrics: Metrics):
         self.app = app
         self._token = token.encode()
+        self._throttle = throttle
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            header = Headers(scope=scope).get("authorization", "")
-            scheme, _, presented = header.partition(" ")
-            ok = scheme.lower() == "bearer" and hmac.compare_digest(
-                presented.strip().encode("latin-1"), self._token
+        if scope["type"] != "http":
+            log_event(
+                logger,
+                "admin.refused_scope",
+                level=logging.WARNING,
+                scope=scope["type"],
+                path=scope.get("path"),
             )
-            if not ok:
-                client = scope.get("client")
-                log_event(
-                    logger,
-                    "admin.unauthorized",
-                    level=logging.WARNING,
-                    path=scope.get("path"),
-                    client=client[0] if client else None,
-                    had_token=bool(presented),
-                )
-                response = error_response(
-                    401,
-                    "authorization",
-                    "a valid admin token is required: Authorization: Bearer <BRIDGE_ADMIN_TOKEN>",
-                    {"WWW-Authenticate": 'Bearer realm="bridge-admin"'},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+            if scope["type"] == "websocket":
+                await WebSocketClose(code=1008)(scope, receive, send)
+            return
+        client = scope.get("client")
+        key = client_key(client[0] if client else None)
+        wait = self._throttle.retry_after(key)
+        if wait is not None:
+            self._metrics.admin_auth_throttled_total.inc()
+            seconds = max(1, math.ceil(wait))
+            response = error_response(
+                429,
+                "authorization",
+                f"too many failed admin authentications from this address; retry in {seconds} s",
+                {"Retry-After": str(seconds)},
+            )
+            await response(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(
+            presented.strip().encode("latin-1"), self._token
+        )
+        if ok:
+            await self.app(scope, receive, send)
+            return
+        self._metrics.admin_auth_failures_total.inc()
+        blocked = self._throttle.failed(key)
+        log_event(
+            logger,
+            "admin.unauthorized",
+            level=logging.WARNING,
+            path=scope.get("path"),
+            client=key,
+            had_token=bool(presented),
+            throttled_now=blocked,
+        )
+        response = error_response(
+            401,
+            "authorization",
+            "a valid admin token is required: Authorization: Bearer <BRIDGE_ADMIN_TOKEN>",
+            {"WWW-Authenticate": 'Bearer realm="bridge-admin"'},
+        )
+        await response(scope, receive, send)
 
 
 class BodyLimit:
@@ -300,14 +340,20 @@ class AdminEndpoints:
 
 
 def admin_app(
-    service: Provisioning, token: str, extra_routes: list[BaseRoute] | None = None
+    service: Provisioning,
+    token: str,
+    metrics: Metrics,
+    *,
+    auth_failures_per_minute: int = 10,
+    extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
     """The admin sub-app (mounted at ``/admin`` by :func:`admin_routes`)."""
     endpoints = AdminEndpoints(service, openapi_document())
+    throttle = FailureThrottle(auth_failures_per_minute)
     return Starlette(
         routes=[*endpoints.routes(), *(extra_routes or [])],
         middleware=[
-            Middleware(BearerAuth, token=token),
+            Middleware(BearerAuth, token=token, throttle=throttle, metrics=metrics),
             Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES),
         ],
         exception_handlers={BridgeError: _bridge_error, HTTPException: _http_error},
@@ -328,9 +374,13 @@ class _AdminMount(Mount):
 
 
 def admin_routes(
-    service: Provisioning, token: str | None, extra_routes: list[BaseRoute] | None = None
+    service: Provisioning,
+    cfg: AdminConfig,
+    metrics: Metrics,
+    extra_routes: list[BaseRoute] | None = None,
 ) -> list[BaseRoute]:
     """The routes to add to the main app: ``[Mount("/admin", ...)]``, or none without a token."""
+    token = cfg.token
     if not token:
         log_event(
             logger,
@@ -340,4 +390,11 @@ def admin_routes(
         )
         return []
     log_event(logger, "admin.enabled", prefix=PREFIX)
-    return [_AdminMount(PREFIX, admin_app(service, token, extra_routes))]
+    app = admin_app(
+        service,
+        token,
+        metrics,
+        auth_failures_per_minute=cfg.auth_failures_per_minute,
+        extra_routes=extra_routes,
+    )
+    return [_AdminMount(PREFIX, app)]

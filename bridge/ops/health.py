@@ -14,18 +14,24 @@
              (:mod:`bridge.ops.upstream`)
   =========  ============================================================================
 
+  ``warnings`` names settings that leave the bridge open on purpose, a dev set-up
+  (:func:`security_warnings`: Twilio signatures not checked).  They do not make it
+  unready: start-up already refused them where the bridge is reachable from outside,
+  unless the operator turned the check off explicitly.
+
 * ``GET /metrics``: the Prometheus text page of the app's registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bridge.config import TwilioConfig
 from bridge.ops.metrics import Metrics
 from bridge.ops.upstream import UpstreamHealth
 from bridge.store import Store
@@ -38,13 +44,34 @@ OK = "ok"
 class Readiness:
     ready: bool
     checks: dict[str, str]  # name -> "ok" or what is wrong
+    warnings: dict[str, str] = field(default_factory=dict)  # name -> what is insecure
 
     def body(self) -> dict[str, object]:
-        return {"ready": self.ready, "checks": self.checks}
+        return {"ready": self.ready, "checks": self.checks, "warnings": self.warnings}
+
+
+def security_warnings(twilio: TwilioConfig) -> dict[str, str]:
+    """Insecure settings in force, by name (empty when there are none)."""
+    if twilio.signatures_enforced:
+        return {}
+    why = (
+        "turned off (BRIDGE_VALIDATE_TWILIO_SIGNATURES=false)"
+        if twilio.validate_signatures is False
+        else "no Twilio auth token (allowed while the bridge is only on loopback)"
+    )
+    return {
+        "twilio_signatures": f"not checked: {why}; anyone who can reach /twilio/ "
+        "can open calls to your agents"
+    }
 
 
 def readiness(
-    *, draining: bool, store: Store | None, upstream: UpstreamHealth, stale_s: float
+    *,
+    draining: bool,
+    store: Store | None,
+    upstream: UpstreamHealth,
+    stale_s: float,
+    warnings: Mapping[str, str] | None = None,
 ) -> Readiness:
     checks = {"draining": "draining for shutdown" if draining else OK}
     if store is None:
@@ -64,7 +91,7 @@ def readiness(
         )
         if upstream.last_failure_kind is not None:
             checks["upstream"] += f"; last failure: {upstream.last_failure_kind}"
-    return Readiness(all(v == OK for v in checks.values()), checks)
+    return Readiness(all(v == OK for v in checks.values()), checks, dict(warnings or {}))
 
 
 def health_routes(metrics: Metrics, ready: Callable[[], Readiness]) -> list[BaseRoute]:

@@ -22,7 +22,7 @@ from bridge.config import Config, load_config
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
-TOKEN = "admin-test-token-0123456789"
+TOKEN = "admin-test-token-0123456789-abcdefghij"  # >= 32 characters
 NUMBER = "+15550001111"  # on the emulated Twilio account
 CALLER = "+15550002222"
 OLD_VOICE_URL = "https://old.example.com/voice"  # where NUMBER pointed before the bridge
@@ -65,7 +65,13 @@ def bridge_config(
     db: Path | None = None,
 ) -> Config:
     toml = tmp / "bridge.toml"
-    toml.write_text("[platform]\nsync_interval_s = 0\nrequest_timeout_s = 5.0\n", encoding="utf-8")
+    # Every test client is 127.0.0.1, and the auth and OpenAPI tests send many bad tokens:
+    # the failure throttle has its own tests (tests/admin/test_auth.py).
+    toml.write_text(
+        "[platform]\nsync_interval_s = 0\nrequest_timeout_s = 5.0\n"
+        "[admin]\nauth_failures_per_minute = 10000\n",
+        encoding="utf-8",
+    )
     env = {
         "BRIDGE_HOST": "127.0.0.1",
         "BRIDGE_PORT": str(port),

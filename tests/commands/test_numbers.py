@@ -120,6 +120,6 @@ async def test_missing_token_and_unreachable_bridge(
 
 
 async def test_wrong_token_is_401(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BRIDGE_ADMIN_TOKEN", "not-the-token")
+    monkeypatch.setenv("BRIDGE_ADMIN_TOKEN", "not-the-token-but-long-enough-to-load")
     rc, _, err = await cli("numbers", "list")
     assert rc == 1 and "authorization: " in err and "(HTTP 401)" in err

@@ -17,7 +17,14 @@ K8S = DEPLOY / "k8s"
 # Endpoints and port the app serves (bridge serve): liveness, readiness, metrics.
 LIVENESS, READINESS, METRICS = "/healthz", "/readyz", "/metrics"
 CONTAINER_PORT = 8080
-SECRET_ENV = ("ELEVENLABS_API_KEY", "TWILIO_AUTH_TOKEN", "BRIDGE_ADMIN_TOKEN")
+SECRET_ENV = (
+    "ELEVENLABS_API_KEY",
+    "TWILIO_AUTH_TOKEN",
+    "BRIDGE_ADMIN_TOKEN",
+    "BRIDGE_STREAM_SECRET",
+)
+# Stands in for every secret: as long as start-up demands of the admin token and stream secret.
+DUMMY_SECRET = "dummy-secret-" + "0" * 32
 DEFAULT_DRAIN_TIMEOUT_S = 3600.0
 
 

@@ -12,6 +12,7 @@ from bridge.config import load_config
 from .conftest import (
     CONTAINER_PORT,
     DEPLOY,
+    DUMMY_SECRET,
     METRICS,
     ROOT,
     SECRET_ENV,
@@ -79,7 +80,7 @@ def test_no_secrets_inline(compose: dict[str, Any]) -> None:
 
 def test_env_template_and_compose_env_make_a_valid_config(compose: dict[str, Any]) -> None:
     env = parse_env_file(DEPLOY / "bridge.env.example")
-    env |= {name: "dummy-secret" for name in SECRET_ENV}
+    env |= {name: DUMMY_SECRET for name in SECRET_ENV}
     env["TWILIO_ACCOUNT_SID"] = "AC00000000000000000000000000000000"
     env |= compose["services"]["bridge"]["environment"]
     cfg = load_config(None, env=env)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.ops.health import readiness
+from bridge.config import TwilioConfig
+from bridge.ops.health import readiness, security_warnings
 from bridge.ops.upstream import UpstreamHealth
 from bridge.store import Store
-from tests.faults.conftest import eventually, fault_bridge
+from tests.faults.conftest import eventually, fault_bridge, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 
@@ -26,7 +30,7 @@ def test_readiness_names_every_check() -> None:
         assert readiness(draining=False, store=store, upstream=up, stale_s=30).ready
         r = readiness(draining=True, store=store, upstream=up, stale_s=30)
         assert not r.ready and r.checks["draining"] == "draining for shutdown"
-        assert r.body() == {"ready": False, "checks": r.checks}
+        assert r.body() == {"ready": False, "checks": r.checks, "warnings": {}}
 
 
 async def test_endpoints_of_a_running_bridge(platform_emulator: PlatformEmulator) -> None:
@@ -77,3 +81,42 @@ async def test_not_ready_when_the_platform_stops_answering(
         r = await http.get("/readyz")
         assert r.status_code == 503
         assert r.json()["checks"]["upstream"].startswith("no answer from the platform")
+
+
+def test_security_warnings_name_signatures_that_are_not_checked() -> None:
+    assert security_warnings(TwilioConfig(auth_token="t")) == {}
+    off = security_warnings(TwilioConfig(auth_token="t", validate_signatures=False))
+    assert "BRIDGE_VALIDATE_TWILIO_SIGNATURES=false" in off["twilio_signatures"]
+    implicit = security_warnings(TwilioConfig())
+    assert "no Twilio auth token" in implicit["twilio_signatures"]
+    with Store(":memory:") as store:
+        up = UpstreamHealth()
+        up.ok()
+        r = readiness(draining=False, store=store, upstream=up, stale_s=30, warnings=implicit)
+        assert r.ready and r.body()["warnings"] == implicit  # a warning is not unready
+
+
+async def test_signatures_state_on_readyz_metrics_and_log(
+    platform_emulator: PlatformEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bridge.app")
+    async with (
+        fault_bridge(platform_emulator) as e2e,
+        httpx.AsyncClient(base_url=e2e.server.http_url) as http,
+    ):
+        assert (await http.get("/readyz")).json()["warnings"] == {}
+        assert metric(e2e.app, "bridge_twilio_signatures_enforced") == 1
+    assert not [r for r in caplog.records if r.getMessage() == "bridge.insecure"]
+    # Loopback dev mode: no token, signatures off without being asked: still said.
+    dev = {"TWILIO_AUTH_TOKEN": "", "BRIDGE_PUBLIC_URL": "http://127.0.0.1:8080"}
+    async with (
+        fault_bridge(platform_emulator, **dev) as e2e,
+        httpx.AsyncClient(base_url=e2e.server.http_url) as http,
+    ):
+        await eventually(lambda: e2e.app.state.services.upstream.last_ok is not None)
+        r = await http.get("/readyz")
+        assert r.status_code == 200
+        assert "no Twilio auth token" in r.json()["warnings"]["twilio_signatures"]
+        assert metric(e2e.app, "bridge_twilio_signatures_enforced") == 0
+    [warning] = [r for r in caplog.records if r.getMessage() == "bridge.insecure"]
+    assert warning.levelno == logging.WARNING
