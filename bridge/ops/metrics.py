@@ -39,6 +39,7 @@ FROM_CALLER, TO_AGENT, FROM_AGENT, TO_CALLER = "from_caller", "to_agent", "from_
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _FRAME_BUCKETS_S = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3)
+_LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def open_sockets() -> int:
@@ -76,6 +77,21 @@ class Metrics:
         self.refused_total = Counter(
             "bridge_refused_calls",
             "Voice webhooks turned away by admission, by reason (draining, over_capacity)",
+            ["reason"],
+            registry=r,
+        )
+        self.stream_refused_total = Counter(
+            "bridge_stream_refused",
+            "Media streams refused at start, by reason (missing, bad_mac, expired, replayed, "
+            "duplicate_call, account_mismatch, over_capacity, …)",
+            ["reason"],
+            registry=r,
+        )
+        self.edge_refused_total = Counter(
+            "bridge_edge_refused",
+            "Connections the edge answered or closed before routing, by reason (busy, "
+            "head_timeout, body_timeout, upgrade_timeout, head_too_large, too_many_headers, "
+            "body_too_large, bad_framing)",
             ["reason"],
             registry=r,
         )
@@ -148,6 +164,35 @@ class Metrics:
         )
         self.draining = Gauge("bridge_draining", "1 while draining for shutdown", registry=r)
         self.ready = Gauge("bridge_ready", "1 when /readyz answers 200", registry=r)
+        # Security posture and the admin API's door (bridge.admin.routes.BearerAuth).
+        self.twilio_signatures_enforced = Gauge(
+            "bridge_twilio_signatures_enforced",
+            "1 when every Twilio request's X-Twilio-Signature is checked, 0 when not (insecure)",
+            registry=r,
+        )
+        self.admin_auth_failures_total = Counter(
+            "bridge_admin_auth_failures",
+            "Admin API requests with a missing or wrong token (answered 401)",
+            registry=r,
+        )
+        self.admin_auth_throttled_total = Counter(
+            "bridge_admin_auth_throttled",
+            "Admin API requests refused with 429: too many failed authentications from "
+            "their address",
+            registry=r,
+        )
+        # Event-loop lag (bridge.ops.loop_lag): how late a 50 ms timer fires.
+        self.loop_lag_seconds = Histogram(
+            "bridge_event_loop_lag_seconds",
+            "How late the event loop ran a 50 ms timer (time it was held by other work)",
+            buckets=_LAG_BUCKETS_S,
+            registry=r,
+        )
+        self.loop_lag_max_seconds = Gauge(
+            "bridge_event_loop_lag_max_seconds",
+            "Worst event-loop lag since the process started",
+            registry=r,
+        )
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop, ready: Callable[[], bool]) -> None:
         """Read task count, sockets and readiness on scrape (the app's start-up calls it)."""

@@ -6,7 +6,8 @@
   admission it was given (the telephony caps then wrap the drain and ask it first);
 * ``/healthz``, ``/readyz``, ``/metrics`` join the app's routes (:func:`routes`);
 * :meth:`lifespan` binds the scrape-time gauges to the running loop and runs the
-  upstream probe (:mod:`bridge.ops.upstream`) while the app is up.
+  upstream probe (:mod:`bridge.ops.upstream`) and the event-loop lag monitor
+  (:mod:`bridge.ops.loop_lag`) while the app is up.
 
 ``bridge serve`` calls ``await ops.drain.run()`` on SIGTERM before stopping the server.
 """
@@ -23,7 +24,8 @@ from starlette.routing import BaseRoute
 from bridge.call.services import CallServices
 from bridge.config import OpsConfig
 from bridge.ops.drain import Drain
-from bridge.ops.health import Readiness, health_routes, readiness
+from bridge.ops.health import Readiness, health_routes, readiness, security_warnings
+from bridge.ops.loop_lag import LagRecorder, lag_loop
 from bridge.ops.upstream import Probe, probe_loop
 from bridge.platform.client import PlatformClient
 
@@ -48,6 +50,7 @@ class Operations:
             store=self.services.store,
             upstream=self.upstream,
             stale_s=self.cfg.upstream_stale_s,
+            warnings=security_warnings(self.services.config.twilio),
         )
 
     def routes(self) -> list[BaseRoute]:
@@ -56,6 +59,10 @@ class Operations:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.metrics.bind_loop(asyncio.get_running_loop(), lambda: self.readiness().ready)
+        lag = asyncio.create_task(
+            lag_loop(LagRecorder(self.metrics.loop_lag_seconds, self.metrics.loop_lag_max_seconds)),
+            name="loop-lag",
+        )
         probe: asyncio.Task[None] | None = None
         if self.probe is not None and self.cfg.upstream_probe_interval_s > 0:
             probe = asyncio.create_task(
@@ -65,7 +72,8 @@ class Operations:
         try:
             yield
         finally:
-            if probe is not None:
-                probe.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probe
+            for task in (probe, lag):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
