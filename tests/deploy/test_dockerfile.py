@@ -70,6 +70,11 @@ def stages() -> list[Stage]:
     return parse(DOCKERFILE.read_text())
 
 
+def named(stages: list[Stage], name: str) -> Stage:
+    [stage] = [s for s in stages if s.name == name]
+    return stage
+
+
 def test_parser_sees_continuations_and_stages() -> None:
     s = parse("ARG X=img:1\nFROM ${X} AS one\nRUN a \\\n  # note\n  && b\nFROM b\nUSER 1\n")
     assert [(st.base, st.name) for st in s] == [("img:1", "one"), ("b", None)]
@@ -78,8 +83,7 @@ def test_parser_sees_continuations_and_stages() -> None:
 
 def test_multi_stage_with_a_separate_builder(stages: list[Stage]) -> None:
     assert len(stages) >= 2
-    builder, final = stages[0], stages[-1]
-    assert builder.name == "builder"
+    builder, final = named(stages, "builder"), stages[-1]
     runs = " ".join(builder.all("RUN"))
     assert "uv sync --locked --no-dev" in runs  # reproducible: exactly uv.lock
     assert "--no-editable" in runs  # the final stage needs no source tree
@@ -88,6 +92,21 @@ def test_multi_stage_with_a_separate_builder(stages: list[Stage]) -> None:
     assert copies_from == ["--from=builder /opt/venv /opt/venv"]
     # Same base, so the venv's interpreter path exists in the final image.
     assert builder.base == final.base
+
+
+def test_uv_image_is_an_argument_and_the_build_ca_a_secret(stages: list[Stage]) -> None:
+    """Buildable without registries (docs/deploy.md): the uv image is a build argument,
+    named by a bare stage (COPY --from cannot expand an ARG); a TLS proxy's CA reaches
+    uv only as a build secret, mounted per step, never an ARG or ENV of any stage."""
+    uv = named(stages, "uv")
+    assert uv.base.startswith("ghcr.io/astral-sh/uv:") and uv.instructions == []
+    assert "--from=uv /uv /usr/local/bin/uv" in named(stages, "builder").all("COPY")
+    for stage in stages:
+        for op, args in stage.instructions:
+            if op in ("ARG", "ENV"):
+                assert "SSL_CERT" not in args and "ca_bundle" not in args, args
+            if op == "RUN" and "uv sync" in args:
+                assert "--mount=type=secret,id=ca_bundle,required=false" in args, args
 
 
 def test_final_stage_has_no_build_tools(stages: list[Stage]) -> None:
@@ -177,7 +196,7 @@ def test_build_context_allow_list(stages: list[Stage]) -> None:
     assert rules[0] == "*"
     allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
     sources: set[str] = set()
-    for args in stages[0].all("COPY"):
+    for args in named(stages, "builder").all("COPY"):
         if "--from=" in args:
             continue
         *srcs, _dest = args.split()
