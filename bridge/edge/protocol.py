@@ -34,6 +34,7 @@ stream pays nothing for it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, ClassVar, cast
@@ -45,6 +46,7 @@ from uvicorn.server import ServerState
 from bridge.edge import refusals
 from bridge.edge.limits import EdgeLimits
 from bridge.edge.scanner import Phase, RequestScanner, ScanLimits
+from bridge.edge.turns import spread
 from bridge.log import log_event
 
 logger = logging.getLogger("bridge.edge")
@@ -181,7 +183,9 @@ class EdgeProtocol(asyncio.Protocol):
         lim = self.limits
         if scanner.upgrade_seen and self._upgrade_timer is None:
             left = self._request_start + lim.upgrade_timeout_s - self._loop.time()
-            self._upgrade_timer = self._loop.call_later(max(left, 0.0), self._upgrade_expired)
+            self._upgrade_timer = self._loop.call_later(
+                max(left, 0.0), _spread_out, self._upgrade_expired
+            )
         if phase is Phase.HEAD:
             if self._timer_for != (Phase.HEAD, n):
                 left = self._request_start + lim.request_head_timeout_s - self._loop.time()
@@ -195,7 +199,7 @@ class EdgeProtocol(asyncio.Protocol):
     def _arm(self, phase: Phase, n: int, delay: float) -> None:
         self._cancel()
         self._timer_for = (phase, n)
-        self._timer = self._loop.call_later(delay, self._expired, phase)
+        self._timer = self._loop.call_later(delay, self._on_deadline, phase)
 
     def _cancel(self) -> None:
         if self._timer is not None:
@@ -203,9 +207,12 @@ class EdgeProtocol(asyncio.Protocol):
             self._timer = None
             self._timer_for = None
 
+    def _on_deadline(self, phase: Phase) -> None:
+        self._timer = self._timer_for = None
+        spread().run(functools.partial(self._expired, phase))
+
     def _expired(self, phase: Phase) -> None:
         transport = self._transport
-        self._timer = self._timer_for = None
         if transport is None or transport.is_closing():
             return
         target = self._scanner.target.decode("latin-1") or None
@@ -247,7 +254,13 @@ class EdgeProtocol(asyncio.Protocol):
         # answer instead of a reset from closing on bytes it already sent.
         if transport.can_write_eof():
             transport.write_eof()
-        self._loop.call_later(self.limits.linger_s, transport.close)
+        self._loop.call_later(self.limits.linger_s, _spread_out, transport.close)
+
+
+def _spread_out(callback: Callable[[], None]) -> None:
+    # Connections opened together reach their deadlines together: a few per loop
+    # iteration, not hundreds in one (bridge.edge.turns.Spread).
+    spread().run(callback)
 
 
 def _peer(transport: asyncio.BaseTransport) -> str | None:

@@ -1,9 +1,13 @@
-"""Turns for CPU-heavy request steps: at most one per event-loop iteration.
+"""Turns for bursts of edge work: spread over event-loop iterations, not run in one.
 
-Parsing and signing the largest accepted webhook costs a few milliseconds.  Fifty of
-them arriving together would run back to back in one loop iteration and stall every
-call's audio for their sum; taking turns, each iteration carries at most one, and the
-media callbacks ready meanwhile run between them.  Waiters are served in order.
+* :class:`Turns`: CPU-heavy request steps, at most one per iteration.  Parsing and
+  signing the largest accepted webhook costs a few milliseconds.  Fifty of them arriving
+  together would run back to back in one loop iteration and stall every call's audio
+  for their sum; taking turns, each iteration carries at most one, and the media
+  callbacks ready meanwhile run between them.  Waiters are served in order.
+* :class:`Spread`: small deadline callbacks, at most ``per_iteration`` per iteration.
+  Hundreds of connections opened together reach their deadlines together (a 408 and a
+  close each): in one iteration that was a 20 ms stall (bench/edge_flood.py).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
+from collections.abc import Callable
 
 
 class Turns:
@@ -57,3 +62,52 @@ def turns() -> Turns:
     if t is None:
         t = _per_loop[loop] = Turns(loop)
     return t
+
+
+class Spread:
+    def __init__(self, loop: asyncio.AbstractEventLoop, per_iteration: int = 16) -> None:
+        self._loop = loop
+        self._per_iteration = per_iteration
+        self._used = 0  # callbacks run in this iteration
+        self._reset_due = False
+        self._queue: deque[Callable[[], None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    def run(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` now if this iteration has room, else in a later one (in order)."""
+        if self._used < self._per_iteration and not self._queue:
+            self._used += 1
+            self._schedule_reset()
+            callback()
+            return
+        self._queue.append(callback)
+        self._schedule_reset()
+
+    def _schedule_reset(self) -> None:
+        if not self._reset_due:
+            self._reset_due = True
+            self._loop.call_soon(self._next_iteration)
+
+    def _next_iteration(self) -> None:
+        self._reset_due = False
+        self._used = 0
+        while self._queue and self._used < self._per_iteration:
+            self._used += 1
+            self._queue.popleft()()
+        if self._queue or self._used:
+            self._schedule_reset()
+
+
+_spreads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Spread] = weakref.WeakKeyDictionary()
+
+
+def spread() -> Spread:
+    """The running loop's :class:`Spread` (one per loop)."""
+    loop = asyncio.get_running_loop()
+    s = _spreads.get(loop)
+    if s is None:
+        s = _spreads[loop] = Spread(loop)
+    return s

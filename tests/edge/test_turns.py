@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.edge.turns import turns
+from bridge.edge.turns import Spread, turns
 
 
 class Iterations:
@@ -59,3 +59,20 @@ async def test_a_free_turn_is_immediate() -> None:
     t = turns()
     assert t.waiting == 0
     await asyncio.wait_for(t.turn(), 1.0)
+
+
+async def test_spread_runs_a_bounded_number_per_iteration_in_order() -> None:
+    s = Spread(asyncio.get_running_loop(), per_iteration=4)
+    ran: list[int] = []
+    for i in range(10):
+        s.run(lambda i=i: ran.append(i))
+    assert ran == [0, 1, 2, 3]  # this iteration's share; the rest wait, in order
+    assert s.waiting == 6
+    await asyncio.sleep(0)  # one loop iteration
+    assert ran == list(range(8))
+    await asyncio.sleep(0)
+    assert ran == list(range(10))
+    assert s.waiting == 0
+    await asyncio.sleep(0)  # a fresh iteration: room again at once
+    s.run(lambda: ran.append(10))
+    assert ran[-1] == 10
