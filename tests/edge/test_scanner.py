@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.edge.scanner import CHUNK_LINE_MAX, Phase, Refusal, RequestScanner, ScanLimits
+from bridge.edge.scanner import (
+    CHUNK_LINE_MAX,
+    MAX_CHUNKS,
+    Phase,
+    Refusal,
+    RequestScanner,
+    ScanLimits,
+)
 
 LIMITS = ScanLimits(max_header_bytes=1024, max_headers=10, max_body_bytes=100)
 
@@ -129,6 +136,16 @@ def test_chunk_framing_overhead_counts_against_the_cap() -> None:
     chunk = b"1;ext=" + b"e" * 20 + b"\r\nx\r\n"  # 30 bytes of framing per data byte
     verdicts = [s.feed(chunk) for _ in range(4)]
     assert verdicts == [None, None, None, Refusal.BODY_TOO_LARGE]
+
+
+def test_a_body_of_too_many_chunks_is_refused_at_the_first_one_too_many() -> None:
+    # Each chunk costs Python work to frame: their number is bounded, not only their bytes.
+    s = RequestScanner(ScanLimits(1024, 10, 1 << 20))
+    assert s.feed(head("Transfer-Encoding: chunked") + b"1\r\nx\r\n" * MAX_CHUNKS) is None
+    assert s.feed(b"1\r\nx\r\n") is Refusal.BAD_FRAMING
+    ok = RequestScanner(ScanLimits(1024, 10, 1 << 20))
+    assert ok.feed(chunked(*[b"x"] * MAX_CHUNKS)) is None
+    assert ok.requests_done == 1
 
 
 def test_malformed_chunks() -> None:
