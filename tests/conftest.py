@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.platform_emulator",
+    "tests.fixtures.postgres",
     "tests.fixtures.twilio_emulator",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import typing
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypedDict
 
 import msgspec
 
@@ -82,12 +82,36 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     interruptions: NonNegInt = 0
     first_audio_ms: NonNegFloat | None = None
     transfer_target: str | None = None
+    # The bridge instance that handles the call's media stream (host or pod name); set
+    # by the store when the stream starts (the change that sets ``stream_sid``).
+    instance: str | None = None
     # Free-form timeline, e.g. [{"at": 1.5, "event": "transfer", "to": "+1…"}].
     events: tuple[dict[str, Any], ...] = ()
 
     @property
     def live(self) -> bool:
         return self.status in LIVE_STATUSES
+
+
+class CallUpdate(TypedDict, total=False):
+    """The fields of a :class:`CallRecord` a call changes as it goes (any subset):
+    ``Store.update_call(sid, **update)`` or ``CallRecord(call_sid=sid, **update)``."""
+
+    stream_sid: str | None
+    conversation_id: str | None
+    from_number: str | None
+    to_number: str | None
+    agent_id: str | None
+    status: CallStatus
+    answered_at: float | None
+    ended_at: float | None
+    duration_s: float | None
+    end_reason: str | None
+    bytes_in: int
+    bytes_out: int
+    interruptions: int
+    first_audio_ms: float | None
+    transfer_target: str | None
 
 
 class CallPage(msgspec.Struct, frozen=True):

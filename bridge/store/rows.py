@@ -1,7 +1,9 @@
-"""Records ↔ SQLite rows: column lists, SQL text and the two JSON columns.
+"""Records ↔ database rows: column lists, SQL text and the two JSON columns.
 
 Column names equal field names, so the SQL is generated from the record types and
-cannot drift from them.  Only validated field names ever reach an SQL string.
+cannot drift from them.  Only validated field names ever reach an SQL string.  The
+text is written with ``?`` marks and is the same for both backends (the PostgreSQL
+backend turns the marks into ``%s``); the JSON columns are text in both.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ UPSERT_CALL: Final = (
     "ON CONFLICT(call_sid) DO UPDATE SET "
     + ", ".join(f"{f} = excluded.{f}" for f in CALL_FIELDS if f != "call_sid")
 )
+
+
+DELETE_NUMBER: Final = "DELETE FROM numbers WHERE number = ? OR phone_number_id = ?"
+PRUNE_CALLS: Final = "DELETE FROM calls WHERE ended_at IS NOT NULL AND ended_at < ?"
 
 
 def number_to_row(rec: NumberRecord) -> tuple[Any, ...]:

@@ -76,6 +76,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX calls_from ON calls (from_number, started_at)",
         "CREATE INDEX calls_agent ON calls (agent_id, started_at)",
     ),
+    # 3: the instance handling each call's stream (NULL for calls recorded before).
+    (
+        "ALTER TABLE calls ADD COLUMN instance TEXT",
+        "CREATE INDEX calls_instance ON calls (instance, status)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

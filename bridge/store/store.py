@@ -1,33 +1,34 @@
-"""The store: provisioned numbers and call records in one SQLite file.
+"""The store: provisioned numbers and call records, in SQLite or PostgreSQL.
 
-Two kinds of access with different needs:
+``Store(db)`` opens SQLite for a file path or ``:memory:`` (:mod:`bridge.store.sqlite`)
+and PostgreSQL for a ``postgresql://`` DSN (:mod:`bridge.store.postgres`).  Both keep
+the same contract (:class:`~bridge.store.backend.Backend`); everything else is here,
+once:
 
 * **Numbers** are written rarely, by admin actions and routing syncs, and the caller
   wants to know it worked: :meth:`Store.upsert_number` and friends write synchronously
-  in their own transaction and raise :class:`~bridge.errors.StoreError` when SQLite
-  cannot (e.g. the file is locked past ``busy_timeout_s``).
+  in their own transaction and raise :class:`~bridge.errors.StoreError` when the
+  database cannot (e.g. locked past ``busy_timeout_s``, or unreachable).
 * **Call records** are written from the audio path, which must never wait:
   :meth:`Store.record_call` / :meth:`Store.update_call` hand the change to the
   :class:`~bridge.store.writer.CallWriter` thread and return at once.
 
 Reads (:meth:`get_call`, :meth:`list_calls`, numbers) are synchronous, indexed and
-fast, for admin endpoints.  Call reads overlay the writer's pending changes on what
-SQLite returns, so an admin GET right after an update sees it even while the disk is
-stuck.
-
-Connections: a file database gets one connection for reads, one for number writes and
-one owned by the writer thread (WAL lets reads proceed while another connection
-writes).  ``:memory:`` exists only inside one connection, so there all three share a
-single connection, serialised by one lock.
+fast, for admin endpoints.  Call reads overlay the writer's pending changes on what the
+database returns, so an admin GET right after an update sees it even while the disk is
+stuck or the server is down; and when the database cannot answer at all,
+:meth:`get_call` falls back to this instance's last view of the call (the webhooks that
+finish a call's record read it first).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import sqlite3
+import socket
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -36,7 +37,8 @@ from prometheus_client import CollectorRegistry
 
 from bridge.config import StoreConfig
 from bridge.errors import InputError, StoreError
-from bridge.store import rows, schema
+from bridge.store import rows
+from bridge.store.backend import Backend
 from bridge.store.records import (
     LIVE_STATUSES,
     CallPage,
@@ -46,16 +48,32 @@ from bridge.store.records import (
     validate_call_fields,
     validate_number,
 )
-from bridge.store.writer import CallWriter, DbHandle, StoreMetrics
+from bridge.store.sqlite import SqliteBackend
+from bridge.store.writer import CallWriter, StoreMetrics
 
 MAX_PAGE: Final = 1000
-_SQL_CHUNK: Final = 500  # stays far below SQLite's bound-parameter limit
+KNOWN_CALLS: Final = 4096  # calls whose last version get_call can answer with the db down
+_SQL_CHUNK: Final = 500  # stays far below either database's bound-parameter limit
 _LIVE_SQL: Final = ", ".join(f"'{s}'" for s in LIVE_STATUSES)
 _cursor_decode = msgspec.json.Decoder(tuple[float, str]).decode
+POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
+
+
+def is_postgres(db: str) -> bool:
+    """Whether ``db`` (``store.db``) names a PostgreSQL server rather than a file."""
+    return db.startswith(POSTGRES_SCHEMES)
 
 
 class Store:
-    """SQLite-backed numbers and call records.  Safe to use from any thread."""
+    """Numbers and call records in SQLite or PostgreSQL.  Safe to use from any thread.
+
+    ``busy_timeout_s`` bounds how long a read or number write waits for a lock (and on
+    PostgreSQL, for a pooled connection); ``writer_busy_timeout_s`` the same for one
+    attempt of the call-record writer, which then retries with backoff.  ``instance``
+    (default: the host name, a pod's name in Kubernetes) is written into the record of
+    each call whose stream this instance handles: with the change that sets the call's
+    ``stream_sid``, unless that change names an instance itself.
+    """
 
     def __init__(
         self,
@@ -70,28 +88,37 @@ class Store:
         linger_s: float = 0.01,
         close_timeout_s: float = 5.0,
         registry: CollectorRegistry | None = None,
+        instance: str | None = None,
     ):
-        self.path = path
-        self._max_db_bytes = max_db_bytes
-        self._busy_timeout_s = busy_timeout_s
-        self._writer_busy_timeout_s = writer_busy_timeout_s
+        # This bridge instance, stamped on the calls whose streams it handles.
+        self.instance = instance or socket.gethostname()
         self._close_timeout_s = close_timeout_s
         self._closed = False
-        self._memory = path == schema.MEMORY
-        conn = self._connect(busy_timeout_s)
-        try:
-            schema.migrate(conn, path)
-        except BaseException:
-            conn.close()
-            raise
-        self._read = DbHandle(conn)
-        if self._memory:
-            self._admin = self._read
+        self._db: Backend
+        if is_postgres(path):
+            # Imported here: psycopg and its libpq take ~0.14 s to import, which SQLite
+            # users (and every CLI command) need not pay.
+            from bridge.store.postgres import PostgresBackend
+
+            self._db = PostgresBackend(
+                path, busy_timeout_s=busy_timeout_s, writer_busy_timeout_s=writer_busy_timeout_s
+            )
         else:
-            self._admin = DbHandle(self._connect(busy_timeout_s))
+            self._db = SqliteBackend(
+                path,
+                busy_timeout_s=busy_timeout_s,
+                writer_busy_timeout_s=writer_busy_timeout_s,
+                max_db_bytes=max_db_bytes,
+            )
+        # The latest version of each call this instance recorded or read (bounded): what
+        # get_call answers when the database cannot (read_failing is logged then).
+        self._known: OrderedDict[str, CallRecord] = OrderedDict()
+        self._known_lock = threading.Lock()
+        # What logs and errors may show: a path, or a DSN without its password.
+        self.label = self._db.label
         self._writer = CallWriter(
-            self._writer_handle,
-            db_label=path,
+            self._db.open_writer,
+            db_label=self.label,
             max_pending=max_pending_writes,
             retry_initial_s=retry_initial_s,
             retry_max_s=retry_max_s,
@@ -109,16 +136,6 @@ class Store:
             max_db_bytes=cfg.max_db_mb * 1024 * 1024 if cfg.max_db_mb else None,
         )
 
-    def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
-        return schema.connect(
-            self.path, busy_timeout_s=busy_timeout_s, max_db_bytes=self._max_db_bytes
-        )
-
-    def _writer_handle(self) -> DbHandle:
-        if self._memory:
-            return DbHandle(self._read.conn, self._read.lock, owned=False)
-        return DbHandle(self._connect(self._writer_busy_timeout_s))
-
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self, timeout_s: float | None = None) -> int:
@@ -130,9 +147,7 @@ class Store:
             return 0
         lost = self._writer.close(self._close_timeout_s if timeout_s is None else timeout_s)
         self._closed = True
-        for h in {id(self._read): self._read, id(self._admin): self._admin}.values():
-            with h.lock:
-                h.conn.close()
+        self._db.close()
         return lost
 
     def __enter__(self) -> Store:
@@ -152,7 +167,7 @@ class Store:
 
     @property
     def pending_writes(self) -> int:
-        """Calls whose latest changes are queued, not yet in SQLite."""
+        """Calls whose latest changes are queued, not yet in the database."""
         return self._writer.pending_writes
 
     @property
@@ -173,13 +188,12 @@ class Store:
     # -- numbers ---------------------------------------------------------------------
 
     def list_numbers(self) -> list[NumberRecord]:
-        rs = self._query(self._read, f"SELECT {rows.NUMBER_COLUMNS} FROM numbers ORDER BY number")
+        rs = self._db.query(f"SELECT {rows.NUMBER_COLUMNS} FROM numbers ORDER BY number")
         return [rows.row_to_number(r) for r in rs]
 
     def get_number(self, number_or_id: str) -> NumberRecord | None:
         """By E.164 number or by the platform's ``phone_number_id``."""
-        rs = self._query(
-            self._read,
+        rs = self._db.query(
             f"SELECT {rows.NUMBER_COLUMNS} FROM numbers "
             "WHERE number = ? OR phone_number_id = ? LIMIT 1",
             (number_or_id, number_or_id),
@@ -207,33 +221,7 @@ class Store:
         self._write_numbers([validate_number(r) for r in upserts], list(deletes))
 
     def _write_numbers(self, upserts: Sequence[NumberRecord], deletes: Sequence[str]) -> int:
-        deleted = 0
-        with self._admin.lock:
-            self._check_open()
-            conn = self._admin.conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for rec in upserts:
-                        conn.execute(rows.UPSERT_NUMBER, rows.number_to_row(rec))
-                    for key in deletes:
-                        deleted += conn.execute(
-                            "DELETE FROM numbers WHERE number = ? OR phone_number_id = ?",
-                            (key, key),
-                        ).rowcount
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.IntegrityError:
-                raise InputError(
-                    "phone_number_id", "already belongs to another number", status=409
-                ) from None
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot write numbers to {self.path}: {e}") from None
-        return deleted
+        return self._db.write_numbers(upserts, deletes)
 
     # -- call records: writes (never block) -----------------------------------------
 
@@ -243,7 +231,12 @@ class Store:
         False if it was dropped because the queue is full (counted and logged).
         """
         rec = validate_call(rec)
-        return self._writer.submit(rec.call_sid, record=rec)
+        if rec.stream_sid and rec.instance is None:
+            rec = msgspec.structs.replace(rec, instance=self.instance)
+        queued = self._writer.submit(rec.call_sid, record=rec)
+        if queued:
+            self._remember(rec)
+        return queued
 
     def update_call(self, call_sid: str, **fields: Any) -> bool:
         """Queue a partial update of a recorded call.  Returns at once.
@@ -252,19 +245,20 @@ class Store:
         """
         if not call_sid:
             raise InputError("call_sid", "must not be empty")
-        return self._writer.submit(call_sid, fields=validate_call_fields(fields))
+        valid = validate_call_fields(fields)
+        if valid.get("stream_sid") and "instance" not in valid:
+            valid["instance"] = self.instance  # the stream starts here
+        queued = self._writer.submit(call_sid, fields=valid)
+        if queued:
+            with self._known_lock:
+                known = self._known.get(call_sid)
+                if known is not None:
+                    self._known[call_sid] = msgspec.structs.replace(known, **valid)
+        return queued
 
     def prune_calls(self, ended_before: float) -> int:
         """Delete records of calls that ended before ``ended_before``; returns how many."""
-        with self._admin.lock:
-            self._check_open()
-            try:
-                return self._admin.conn.execute(
-                    "DELETE FROM calls WHERE ended_at IS NOT NULL AND ended_at < ?",
-                    (ended_before,),
-                ).rowcount
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot prune calls in {self.path}: {e}") from None
+        return self._db.prune_calls(ended_before)
 
     # -- call records: reads ---------------------------------------------------------
 
@@ -273,13 +267,32 @@ class Store:
         pending = self._writer.pending_for(call_sid)
         if pending is not None and pending.record is not None:
             return pending.record
-        rs = self._query(
-            self._read,
-            f"SELECT {rows.CALL_COLUMNS} FROM calls WHERE call_sid = ?",
-            (call_sid,),
-        )
+        try:
+            rs = self._db.query(
+                f"SELECT {rows.CALL_COLUMNS} FROM calls WHERE call_sid = ?",
+                (call_sid,),
+            )
+        except StoreError:
+            # The database cannot answer (server down): this instance's own last view
+            # of the call, if it has one, rather than no answer — the status callback
+            # at a call's end must still be able to complete its record.
+            with self._known_lock:
+                known = self._known.get(call_sid)
+            if known is None:
+                raise
+            return known
         row = rows.row_to_call(rs[0]) if rs else None
-        return pending.apply_to(row) if pending is not None else row
+        rec = pending.apply_to(row) if pending is not None else row
+        if rec is not None:
+            self._remember(rec)
+        return rec
+
+    def _remember(self, rec: CallRecord) -> None:
+        with self._known_lock:
+            self._known[rec.call_sid] = rec
+            self._known.move_to_end(rec.call_sid)
+            while len(self._known) > KNOWN_CALLS:
+                self._known.popitem(last=False)
 
     def list_calls(
         self,
@@ -306,9 +319,7 @@ class Store:
         )
         found = {
             r.call_sid: r
-            for r in map(
-                rows.row_to_call, self._query(self._read, sql, (*params, limit + 1 + len(pending)))
-            )
+            for r in map(rows.row_to_call, self._db.query(sql, (*params, limit + 1 + len(pending))))
             if r.call_sid not in pending
         }
         if pending:
@@ -329,22 +340,8 @@ class Store:
             chunk = sids[i : i + _SQL_CHUNK]
             marks = ", ".join("?" * len(chunk))
             sql = f"SELECT {rows.CALL_COLUMNS} FROM calls WHERE call_sid IN ({marks})"
-            out.extend(map(rows.row_to_call, self._query(self._read, sql, chunk)))
+            out.extend(map(rows.row_to_call, self._db.query(sql, chunk)))
         return out
-
-    # -- helpers ---------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError(f"store {self.path} is closed")
-
-    def _query(self, h: DbHandle, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with h.lock:
-            self._check_open()
-            try:
-                return h.conn.execute(sql, params).fetchall()
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot read {self.path}: {e}") from None
 
 
 def _call_filter(
@@ -375,7 +372,7 @@ def _matches(
     agent_id: str | None,
     after: tuple[float, str] | None,
 ) -> bool:
-    """The Python twin of :func:`_call_filter`, for records not in SQLite yet."""
+    """The Python twin of :func:`_call_filter`, for records not in the database yet."""
     if live is not None and rec.live != live:
         return False
     if number is not None and number not in (rec.to_number, rec.from_number):

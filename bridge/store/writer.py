@@ -1,7 +1,8 @@
 """The call-record writer: a dedicated thread that owns every call-record write.
 
 Why a thread and a pending map rather than writing in place: a call's audio loop must
-never wait on SQLite (a checkpoint, a backup holding the lock, a slow or full disk).
+never wait on the database (a checkpoint, a backup holding the lock, a slow or full
+disk, a PostgreSQL server restarting or unreachable).
 ``submit`` only touches memory under a lock that no I/O ever holds, so it returns in
 microseconds whatever the database is doing.
 
@@ -9,37 +10,38 @@ The pending map *is* the queue.  It holds, per call SID, either the whole record
 (``record_call``, later updates folded in) or the merged fields of updates to a row
 already written.  A call that is updated a hundred times while the database is locked
 therefore costs one entry and one row write, and the bound (``max_pending``) is a bound
-on distinct calls waiting, not on events.  Reads overlay the map onto what SQLite
-returns, which gives read-your-writes without waiting for the disk.
+on distinct calls waiting, not on events.  Reads overlay the map onto what the
+database returns, which gives read-your-writes without waiting for the disk.
+
+The writer knows no SQL: the backend (:mod:`bridge.store.sqlite`,
+:mod:`bridge.store.postgres`) gives it a :class:`BatchConn` that writes one batch in
+one transaction, and says which errors can be retried on the same connection.
 
 Failure handling: a failed batch is rolled back and retried with exponential backoff;
 the first failure of a streak logs ``store.write_failing`` at ERROR (the alarm) and the
 first success after it ``store.write_recovered``.  Errors other than "busy/locked"
-reopen the connection on the next try, so a replaced file or remounted volume is
-picked up.  When the map is full, new calls are dropped and counted
+(as the backend judges) reopen the connection on the next try, so a replaced file, a
+remounted volume or a restarted server is picked up.  When the map is full, new calls are dropped and counted
 (``store.queue_overflow`` once per overflow streak, ``bridge_store_dropped_writes_total``).
 Metrics go to the registry the app passes (:class:`StoreMetrics`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bridge.errors import StoreError
 from bridge.log import log_event
-from bridge.store import rows
 from bridge.store.records import CallRecord
 
 logger = logging.getLogger("bridge.store")
@@ -52,7 +54,7 @@ class StoreMetrics:
         r = registry if registry is not None else CollectorRegistry()
         self.pending_writes = Gauge(
             "bridge_store_pending_writes",
-            "Call records with changes not yet written to SQLite",
+            "Call records with changes not yet written to the database",
             registry=r,
         )
         self.write_failures = Counter(
@@ -67,16 +69,23 @@ class StoreMetrics:
         )
 
 
-_RETRYABLE_IN_PLACE = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+# (call SID, whole record or None, fields of a partial update, sequence number)
+BatchItem: TypeAlias = tuple[str, CallRecord | None, dict[str, Any], int]
 
 
-@dataclass
-class DbHandle:
-    """A connection and the lock that serialises its use; ``owned`` = ours to close."""
+class BatchConn(Protocol):
+    """The writer thread's connection, as a backend provides it."""
 
-    conn: sqlite3.Connection
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    owned: bool = True
+    def write_batch(self, batch: Sequence[BatchItem]) -> list[str]:
+        """Write ``batch`` in one transaction (all or nothing); return the SIDs of
+        partial updates that matched no row."""
+        ...
+
+    def retry_in_place(self, e: Exception) -> bool:
+        """True if ``e`` is transient on this connection (busy, locked): keep it."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -88,7 +97,7 @@ class PendingWrite:
     seq: int = 0
 
     def apply_to(self, row: CallRecord | None) -> CallRecord | None:
-        """What a reader should see, given the row SQLite has (or None)."""
+        """What a reader should see, given the row the database has (or None)."""
         if self.record is not None:
             return self.record
         if row is None:
@@ -99,7 +108,7 @@ class PendingWrite:
 class CallWriter:
     def __init__(
         self,
-        open_handle: Callable[[], DbHandle],
+        open_conn: Callable[[], BatchConn],
         *,
         db_label: str,
         max_pending: int = 100_000,
@@ -109,7 +118,7 @@ class CallWriter:
         batch_size: int = 500,
         metrics: StoreMetrics | None = None,
     ):
-        self._open_handle = open_handle
+        self._open_conn = open_conn
         self._db_label = db_label
         self._max_pending = max_pending
         self._retry_initial_s = retry_initial_s
@@ -187,7 +196,7 @@ class CallWriter:
 
     @property
     def pending_writes(self) -> int:
-        """Calls whose latest changes are not in SQLite yet."""
+        """Calls whose latest changes are not in the database yet."""
         with self._cond:
             return len(self._pending)
 
@@ -230,7 +239,7 @@ class CallWriter:
                 self._closing = True
                 self._close_deadline = time.monotonic() + timeout_s
             self._cond.notify_all()
-        # The thread may be inside one busy-wait of SQLite; give it that long to notice.
+        # The thread may be inside one busy-wait or connect; give it that long to notice.
         self._thread.join(timeout_s + 5.0)
         with self._cond:
             lost = len(self._pending)
@@ -247,7 +256,7 @@ class CallWriter:
     # -- the writer thread -------------------------------------------------------
 
     def _run(self) -> None:
-        handle: DbHandle | None = None
+        conn: BatchConn | None = None
         delay = self._retry_initial_s
         retry_at = 0.0
         streak_started = 0.0
@@ -260,17 +269,13 @@ class CallWriter:
                     for sid, e in islice(self._pending.items(), self._batch_size)
                 ]
             try:
-                if handle is None:
-                    handle = self._open_handle()
-                unknown = _write_batch(handle, batch)
+                if conn is None:
+                    conn = self._open_conn()
+                unknown = conn.write_batch(batch)
             except Exception as e:  # any failure: keep the queue, retry later
-                reconnect = not (
-                    isinstance(e, sqlite3.Error)
-                    and getattr(e, "sqlite_errorname", "") in _RETRYABLE_IN_PLACE
-                )
-                if reconnect and handle is not None:
-                    _close_owned(handle)
-                    handle = None
+                if conn is not None and not conn.retry_in_place(e):
+                    _close_quietly(conn)
+                    conn = None
                 with self._cond:
                     self._write_failures += 1
                     self._streak += 1
@@ -324,8 +329,8 @@ class CallWriter:
                 self._metrics.pending_writes.set(len(self._pending))
                 self._cond.notify_all()
             delay, retry_at = self._retry_initial_s, 0.0
-        if handle is not None:
-            _close_owned(handle)
+        if conn is not None:
+            _close_quietly(conn)
         with self._cond:
             self._cond.notify_all()
 
@@ -349,35 +354,8 @@ class CallWriter:
             self._cond.wait(wait)
 
 
-def _write_batch(
-    handle: DbHandle, batch: list[tuple[str, CallRecord | None, dict[str, Any], int]]
-) -> list[str]:
-    """Write a batch in one transaction; return SIDs of updates that matched no row."""
-    unknown: list[str] = []
-    with handle.lock:
-        conn = handle.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sid, record, fields, _seq in batch:
-                if record is not None:
-                    conn.execute(rows.UPSERT_CALL, rows.call_to_row(record))
-                elif fields:
-                    names = list(fields)
-                    cur = conn.execute(
-                        rows.update_call_sql(names),
-                        [*(rows.call_value(n, fields[n]) for n in names), sid],
-                    )
-                    if cur.rowcount == 0:
-                        unknown.append(sid)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-    return unknown
-
-
-def _close_owned(handle: DbHandle) -> None:
-    if handle.owned:
-        handle.conn.close()
+def _close_quietly(conn: BatchConn) -> None:
+    try:
+        conn.close()
+    except Exception as e:  # a broken connection may fail to close; it is gone anyway
+        log_event(logger, "store.writer_close_failed", logging.WARNING, error=str(e))

@@ -27,6 +27,11 @@ def compose() -> dict[str, Any]:
     return load_yaml_docs(DEPLOY / "docker-compose.yml")[0]
 
 
+def _unset(value: str) -> str:
+    """A compose value with nothing set where compose runs: ``${VAR:-default}`` → default."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
 def _seconds(duration: str) -> float:
     """Compose durations: 1h30m, 3630s, 90s …"""
     parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s|ms)", duration)
@@ -44,7 +49,7 @@ def test_bridge_service_builds_the_deploy_dockerfile(compose: dict[str, Any]) ->
 
 def test_sqlite_lives_on_a_named_volume(compose: dict[str, Any]) -> None:
     svc = compose["services"]["bridge"]
-    db_dir = svc["environment"]["BRIDGE_DB"].rsplit("/", 1)[0]
+    db_dir = _unset(svc["environment"]["BRIDGE_DB"]).rsplit("/", 1)[0]
     mounts = dict(v.split(":", 1) for v in svc["volumes"])
     volume = {target: source for source, target in mounts.items()}[db_dir]
     assert volume in compose["volumes"]
@@ -82,7 +87,7 @@ def test_env_template_and_compose_env_make_a_valid_config(compose: dict[str, Any
     env = parse_env_file(DEPLOY / "bridge.env.example")
     env |= {name: DUMMY_SECRET for name in SECRET_ENV}
     env["TWILIO_ACCOUNT_SID"] = "AC00000000000000000000000000000000"
-    env |= compose["services"]["bridge"]["environment"]
+    env |= {k: _unset(v) for k, v in compose["services"]["bridge"]["environment"].items()}
     cfg = load_config(None, env=env)
     assert cfg.server.host == "0.0.0.0" and cfg.server.port == CONTAINER_PORT
     assert cfg.store.db == "/data/bridge.db"
@@ -120,3 +125,15 @@ def test_prometheus_is_optional_and_scrapes_the_bridge(compose: dict[str, Any]) 
     assert job["metrics_path"] == METRICS
     assert job["static_configs"][0]["targets"] == [f"bridge:{CONTAINER_PORT}"]
     assert "profiles" not in compose["services"]["bridge"]  # the bridge always starts
+
+
+def test_postgres_is_optional_private_and_its_password_not_inline(
+    compose: dict[str, Any],
+) -> None:
+    pg = compose["services"]["postgres"]
+    assert pg["profiles"] == ["postgres"]
+    assert "ports" not in pg  # reached on the compose network only
+    assert "POSTGRES_PASSWORD" not in pg["environment"]
+    assert "postgres.env" in (DEPLOY / ".gitignore").read_text().splitlines()
+    env = compose["services"]["bridge"]["environment"]
+    assert env["BRIDGE_DB"].startswith("${BRIDGE_DB:-")  # set → PostgreSQL, else SQLite

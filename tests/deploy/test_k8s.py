@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bridge.config import load_config
-from bridge.ops.metrics import Metrics
+from bridge.metrics import Metrics
 
 from .conftest import (
     CONTAINER_PORT,
@@ -130,7 +130,7 @@ def test_runs_as_non_root_with_a_read_only_root(res: dict[str, dict[str, Any]]) 
     assert c["capabilities"]["drop"] == ["ALL"]
     # Read-only root: the SQLite directory and /tmp must be volumes.
     mounts = {m["mountPath"] for m in _container(res)["volumeMounts"]}
-    db = {e["name"]: e.get("value") for e in _container(res)["env"]}["BRIDGE_DB"]
+    db = res["ConfigMap"]["data"]["BRIDGE_DB"]  # (a DSN in the Secret overrides it)
     assert db.rsplit("/", 1)[0] in mounts
     assert "/tmp" in mounts
 
@@ -141,6 +141,9 @@ def test_no_secret_values_in_manifests(res: dict[str, dict[str, Any]]) -> None:
     inline = {e["name"] for e in c.get("env", []) if "value" in e}
     assert not inline & set(SECRET_ENV)
     assert {"secretRef": {"name": "bridge-secrets"}} in c["envFrom"]
+    # The Secret comes last, so a BRIDGE_DB (PostgreSQL DSN) in it beats the ConfigMap's.
+    assert c["envFrom"][-1] == {"secretRef": {"name": "bridge-secrets"}}
+    assert "BRIDGE_DB" not in {e["name"] for e in c["env"]}
     config_map = res["ConfigMap"]["data"]
     assert not set(config_map) & set(SECRET_ENV)
     assert "TWILIO_ACCOUNT_SID" not in config_map

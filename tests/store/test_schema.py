@@ -172,3 +172,24 @@ def test_an_existing_world_readable_database_is_tightened_and_logged(
     with caplog.at_level(logging.WARNING, logger="bridge.store.schema"):
         Store(db_path).close()
     assert events(caplog, "store.permissions_tightened") == []  # once private, nothing to say
+
+
+def test_upgrades_a_version_2_database_its_calls_gain_no_instance(db_path: str) -> None:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for step in MIGRATIONS[:2]:
+        for statement in step:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO calls (call_sid, direction, status, started_at) "
+        "VALUES ('CA_old', 'inbound', 'completed', 5)"
+    )
+    conn.close()
+    with Store(db_path, instance="pod-1") as s:
+        old = s.get_call("CA_old")
+        assert old is not None and old.instance is None and old.started_at == 5
+        s.record_call(CallRecord(call_sid="CA_new", stream_sid="MZ1"))
+        assert s.flush()
+        new = s.get_call("CA_new")
+        assert new is not None and new.instance == "pod-1"
+    assert _one(db_path, "PRAGMA user_version") == SCHEMA_VERSION == 3

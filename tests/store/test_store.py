@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 from collections.abc import Iterator
 
@@ -13,14 +12,19 @@ from bridge.config import StoreConfig
 from bridge.errors import InputError, StoreError
 from bridge.store import CallRecord, NumberRecord, Store
 
-from .conftest import events
+from .conftest import Locker, events
 
 N1, N2, N3 = "+14155550100", "+14155550101", "+14155550102"
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=["file", "memory", "postgres"])
 def any_store(request: pytest.FixtureRequest, db_path: str) -> Iterator[Store]:
-    s = Store(db_path if request.param == "file" else ":memory:", linger_s=0)
+    """The same contract on every backend: SQLite file, SQLite in memory, PostgreSQL."""
+    if request.param == "postgres":
+        db = request.getfixturevalue("postgres_dsn")
+    else:
+        db = db_path if request.param == "file" else ":memory:"
+    s = Store(db, linger_s=0)
     yield s
     s.close()
 
@@ -90,17 +94,13 @@ def test_sync_numbers_is_all_or_nothing(any_store: Store) -> None:
     assert [r.number for r in s.list_numbers()] == [N2]
 
 
-def test_number_write_while_locked_is_a_store_error(db_path: str) -> None:
-    s = Store(db_path, busy_timeout_s=0.05)
-    locker = sqlite3.connect(db_path, isolation_level=None)
-    locker.execute("BEGIN EXCLUSIVE")
-    try:
-        with pytest.raises(StoreError, match="locked"):
-            s.upsert_number(NumberRecord(number=N1))
-        assert s.list_numbers() == []  # reads still work under WAL
-    finally:
-        locker.execute("ROLLBACK")
-        locker.close()
+def test_number_write_while_locked_is_a_store_error(db: str, locker: Locker) -> None:
+    s = Store(db, busy_timeout_s=0.05)
+    locker.hold()
+    with pytest.raises(StoreError, match="database is locked"):
+        s.upsert_number(NumberRecord(number=N1))
+    assert s.list_numbers() == []  # reads still work (WAL; plain reads in PostgreSQL)
+    locker.release()
     s.upsert_number(NumberRecord(number=N1))
     assert len(s.list_numbers()) == 1
     s.close()
@@ -118,6 +118,7 @@ def _call(i: int, **kw: object) -> CallRecord:
         "agent_id": "agent_a" if i % 3 else "agent_b",
         "status": "in-progress" if i % 4 == 0 else "completed",
         "started_at": 1000.0 + i,
+        "instance": "bridge-a",  # (named: the store stamps only records that name none)
     }
     base.update(kw)
     return CallRecord(**base)  # type: ignore[arg-type]
@@ -242,14 +243,14 @@ def test_list_calls_pages_match_a_brute_force_filter(
         assert _all_pages(any_store, limit, **filters) == expected
 
 
-def test_list_calls_overlays_pending_changes(store: Store, locker: sqlite3.Connection) -> None:
+def test_list_calls_overlays_pending_changes(store: Store, locker: Locker) -> None:
     """With writes stuck behind a lock, listings still reflect every queued change."""
     rng = random.Random(7)
     written = [_call(i) for i in range(30)]
     for r in written:
         store.record_call(r)
     assert store.flush()
-    locker.execute("BEGIN EXCLUSIVE")
+    locker.hold()
     truth = {r.call_sid: r for r in written}
     # New calls, and updates that move written calls in and out of every filter.
     for i in range(30, 45):
@@ -264,7 +265,7 @@ def test_list_calls_overlays_pending_changes(store: Store, locker: sqlite3.Conne
         store.update_call(sid, **changes)
         truth[sid] = msgspec.structs.replace(truth[sid], **changes)
     assert store.pending_writes > 0
-    assert locker.in_transaction  # nothing could have been written meanwhile
+    assert locker.held  # nothing could have been written meanwhile
     recs = list(truth.values())
     for filters in [*FILTERS, {"number": N3}]:
         expected = _brute(recs, filters.get("live"), filters.get("number"), filters.get("agent_id"))  # type: ignore[arg-type]
@@ -272,7 +273,7 @@ def test_list_calls_overlays_pending_changes(store: Store, locker: sqlite3.Conne
             assert _all_pages(store, limit, **filters) == expected, filters
     for sid, rec in truth.items():
         assert store.get_call(sid) == rec
-    locker.execute("ROLLBACK")
+    locker.release()
     assert store.flush()
     assert _all_pages(store, 7) == _brute(recs, None, None, None)
 
@@ -289,14 +290,14 @@ def test_list_calls_rejects_bad_arguments(any_store: Store) -> None:
         assert e.value.field == "cursor" and e.value.status == 400
 
 
-def test_calls_survive_a_restart(db_path: str) -> None:
+def test_calls_survive_a_restart(db: str) -> None:
     recs = [_call(i, events=({"at": float(i), "event": "x"},)) for i in range(20)]
-    s = Store(db_path)
+    s = Store(db)
     for r in recs:
         s.record_call(r)
     s.update_call("CA0003", end_reason="caller_hangup")
     assert s.close() == 0  # close() flushes
-    s = Store(db_path)
+    s = Store(db)
     try:
         assert s.get_call("CA0003") == msgspec.structs.replace(recs[3], end_reason="caller_hangup")
         assert len(s.list_calls(limit=100).items) == 20
@@ -315,14 +316,16 @@ def test_prune_removes_only_ended_calls_before_the_cutoff(any_store: Store) -> N
     assert [r.call_sid for r in s.list_calls().items] == ["CA0003", "CA0002"]
 
 
-def test_closed_store_refuses_use(db_path: str) -> None:
-    s = Store(db_path)
+def test_closed_store_refuses_use(db: str) -> None:
+    s = Store(db)
     s.close()
     assert s.close() == 0  # idempotent
     with pytest.raises(StoreError):
         s.record_call(_call(1))
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="closed"):
         s.list_numbers()
+    with pytest.raises(StoreError, match="closed"):
+        s.upsert_number(NumberRecord(number=N1))
 
 
 def test_concurrent_producers_all_land(any_store: Store) -> None:
@@ -343,13 +346,44 @@ def test_concurrent_producers_all_land(any_store: Store) -> None:
     assert all(r.status == "completed" and r.bytes_in == r.started_at for r in page.items)
 
 
-def test_from_config(db_path: str, locker: sqlite3.Connection) -> None:
-    s = Store.from_config(StoreConfig(db=db_path, max_pending_writes=3, max_db_mb=1))
+def test_from_config(db: str, locker: Locker) -> None:
+    s = Store.from_config(StoreConfig(db=db, max_pending_writes=3, max_db_mb=1))
     try:
-        locker.execute("BEGIN EXCLUSIVE")
+        locker.hold()
         assert [s.record_call(_call(i)) for i in range(4)] == [True, True, True, False]
-        locker.execute("ROLLBACK")
+        locker.release()
         assert s.flush()
         assert len(s.list_calls().items) == 3
     finally:
         s.close()
+
+
+# -- instances -------------------------------------------------------------------------
+
+
+def test_the_instance_is_stamped_when_the_stream_starts(any_store: Store) -> None:
+    s = any_store
+    assert s.instance  # the host name by default
+    s.record_call(CallRecord(call_sid="CA1", status="ringing"))  # the webhook: no stream yet
+    s.record_call(CallRecord(call_sid="CA2", stream_sid="MZ2"))  # a stream nobody announced
+    s.record_call(CallRecord(call_sid="CA3", stream_sid="MZ3", instance="bridge-b"))
+    assert s.flush()
+    got = s.get_call("CA1")
+    assert got is not None and got.instance is None
+    s.update_call("CA1", stream_sid="MZ1", status="in-progress")  # the stream starts here
+    s.update_call("CA3", bytes_in=5)
+    assert s.flush()
+    assert {r.call_sid: r.instance for r in s.list_calls().items} == {
+        "CA1": s.instance,
+        "CA2": s.instance,
+        "CA3": "bridge-b",
+    }
+
+
+def test_the_instance_can_be_named(db: str) -> None:
+    with Store(db, instance="pod-7") as s:
+        s.record_call(CallRecord(call_sid="CA1"))
+        s.update_call("CA1", stream_sid="MZ1")
+        assert s.flush()
+        got = s.get_call("CA1")
+        assert got is not None and got.instance == "pod-7"

@@ -1,4 +1,7 @@
-"""The call-record writer when SQLite is locked, full or gone: calls never wait."""
+"""The call-record writer when the database is locked, full or gone: calls never wait.
+
+Lock and hard-error cases run on both backends; a full disk is SQLite's own case (the
+server going away is PostgreSQL's: tests/faults/test_postgres_outage.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from bridge.store import CallRecord, Store
 from bridge.store.schema import connect, migrate
-from bridge.store.writer import CallWriter, DbHandle
+from bridge.store.sqlite import DbHandle
+from bridge.store.writer import CallWriter
 
-from .conftest import events, wait_until
+from .conftest import Locker, events, wait_until
 
 
 def _metric(registry: CollectorRegistry, name: str) -> float:
@@ -32,39 +36,40 @@ def _fast_retry_store(path: str, **kw: object) -> Store:
 
 
 def test_locked_database_queues_alarms_once_and_recovers(
-    db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+    db: str, locker: Locker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.store")
     registry = CollectorRegistry()
-    store = _fast_retry_store(db_path, registry=registry)
-    locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    store = _fast_retry_store(db, registry=registry)
+    locker.hold()  # another process holds the write lock
 
     for i in range(20):
         assert store.record_call(CallRecord(call_sid=f"CA{i}", status="in-progress"))
         assert store.update_call(f"CA{i}", bytes_in=160 * i)
-        # Returned while the lock is still held: the call path never waited on SQLite.
-        assert locker.in_transaction
+        # Returned while the lock is still held: the call path never waited on the db.
+        assert locker.held
     assert store.pending_writes == 20
 
     wait_until(lambda: store.write_failures >= 3)  # several retries, one streak
     assert not store.healthy
-    assert locker.in_transaction
+    assert locker.held
     [alarm] = events(caplog, "store.write_failing", logging.ERROR)
-    assert "locked" in alarm.bridge_fields["error"]  # type: ignore[attr-defined]
-    assert alarm.bridge_fields["db"] == db_path  # type: ignore[attr-defined]
+    assert "lock" in alarm.bridge_fields["error"]  # type: ignore[attr-defined]
+    assert alarm.bridge_fields["db"] == store.label  # type: ignore[attr-defined]
+    assert "password" not in store.label
     assert _metric(registry, "bridge_store_write_failures_total") >= 3
     assert _metric(registry, "bridge_store_pending_writes") == 20
     # Read-your-writes while nothing reached the disk.
     got = store.get_call("CA7")
     assert got is not None and got.bytes_in == 1120
     assert len(store.list_calls(live=True).items) == 20
-    assert locker.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
+    assert locker.one("SELECT count(*) FROM calls") == (0,)
 
-    locker.execute("ROLLBACK")
+    locker.release()
     assert store.flush(timeout_s=10)
     assert store.healthy
     assert store.pending_writes == 0
-    assert locker.execute("SELECT count(*), sum(bytes_in) FROM calls").fetchone() == (
+    assert locker.one("SELECT count(*), sum(bytes_in) FROM calls") == (
         20,
         160 * sum(range(20)),
     )
@@ -75,15 +80,15 @@ def test_locked_database_queues_alarms_once_and_recovers(
 
 
 def test_a_second_streak_alarms_again(
-    db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+    db: str, locker: Locker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.store")
-    store = _fast_retry_store(db_path)
+    store = _fast_retry_store(db)
     for streak in range(2):
-        locker.execute("BEGIN EXCLUSIVE")
+        locker.hold()
         store.record_call(CallRecord(call_sid=f"CA{streak}"))
         wait_until(lambda: not store.healthy)
-        locker.execute("ROLLBACK")
+        locker.release()
         assert store.flush(timeout_s=10)
     assert len(events(caplog, "store.write_failing", logging.ERROR)) == 2
     assert len(events(caplog, "store.write_recovered")) == 2
@@ -128,12 +133,12 @@ def test_full_disk_queues_until_space_is_freed(
 
 
 def test_queue_overflow_drops_new_calls_counts_and_logs_once(
-    db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+    db: str, locker: Locker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.store")
     registry = CollectorRegistry()
-    store = _fast_retry_store(db_path, max_pending_writes=5, registry=registry)
-    locker.execute("BEGIN EXCLUSIVE")
+    store = _fast_retry_store(db, max_pending_writes=5, registry=registry)
+    locker.hold()
     accepted = [store.record_call(CallRecord(call_sid=f"CA{i}")) for i in range(8)]
     assert accepted == [True] * 5 + [False] * 3
     # Updates to calls already queued fold into their entry: still accepted.
@@ -144,7 +149,7 @@ def test_queue_overflow_drops_new_calls_counts_and_logs_once(
     assert not store.healthy
     assert len(events(caplog, "store.queue_overflow", logging.ERROR)) == 1
 
-    locker.execute("ROLLBACK")
+    locker.release()
     assert store.flush(timeout_s=10)
     assert store.healthy
     assert sorted(r.call_sid for r in store.list_calls().items) == [f"CA{i}" for i in range(5)]
@@ -154,34 +159,35 @@ def test_queue_overflow_drops_new_calls_counts_and_logs_once(
 
 
 def test_close_while_locked_gives_up_after_its_timeout(
-    db_path: str, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+    db: str, locker: Locker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.store")
-    store = _fast_retry_store(db_path)
-    locker.execute("BEGIN EXCLUSIVE")
+    store = _fast_retry_store(db)
+    locker.hold()
     for i in range(3):
         store.record_call(CallRecord(call_sid=f"CA{i}"))
     assert store.close(timeout_s=0.2) == 3
     [lost] = events(caplog, "store.close_unwritten", logging.ERROR)
     assert lost.bridge_fields["unwritten"] == 3  # type: ignore[attr-defined]
-    assert locker.in_transaction
+    assert locker.held
 
 
-def test_writer_recovers_from_a_hard_error(db_path: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_writer_recovers_from_a_hard_error(
+    db: str, locker: Locker, caplog: pytest.LogCaptureFixture
+) -> None:
     """A non-lock error (here: the calls table vanished for a while) is retried too."""
     caplog.set_level(logging.INFO, logger="bridge.store")
-    store = _fast_retry_store(db_path)
+    store = _fast_retry_store(db)
     store.record_call(CallRecord(call_sid="CA0"))
     assert store.flush()
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("ALTER TABLE calls RENAME TO calls_moved")
+    locker.run("ALTER TABLE calls RENAME TO calls_moved")
     store.record_call(CallRecord(call_sid="CA1"))
     wait_until(lambda: store.write_failures >= 2)
-    assert "no such table" in events(caplog, "store.write_failing")[0].bridge_fields["error"]  # type: ignore[attr-defined]
-    other.execute("ALTER TABLE calls_moved RENAME TO calls")
+    error = events(caplog, "store.write_failing")[0].bridge_fields["error"]  # type: ignore[attr-defined]
+    assert ('relation "calls" does not exist' if locker.postgres else "no such table") in error
+    locker.run("ALTER TABLE calls_moved RENAME TO calls")
     assert store.flush(timeout_s=10)
-    assert other.execute("SELECT count(*) FROM calls").fetchone()[0] == 2
-    other.close()
+    assert locker.one("SELECT count(*) FROM calls") == (2,)
     store.close()
 
 
