@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 
 from bridge.edge.limits import EdgeLimits
 from bridge.edge.protocol import Observe, edge_protocol
+from bridge.ws.server import DirectWebSocketProtocol
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -48,8 +49,9 @@ class RunningServer:
         return f"ws://{self.host}:{self.port}"
 
 
-# uvicorn's sans-I/O protocol plus the "bridge.direct" scope extension (bridge.ws.server).
-DIRECT_WS = "bridge.ws.server:DirectWebSocketProtocol"
+# Our WebSocket protocol with the "bridge.direct" scope extension (bridge.ws.server), given
+# to uvicorn as a class: its documented ws setting takes a name or a protocol class.
+DIRECT_WS: type[asyncio.Protocol] = DirectWebSocketProtocol
 
 
 def uvicorn_config(
@@ -59,7 +61,7 @@ def uvicorn_config(
     *,
     ws_max_size: int = 1 << 20,
     log_level: str = "warning",
-    ws: str = DIRECT_WS,
+    ws: str | type[asyncio.Protocol] = DIRECT_WS,
     limits: EdgeLimits | None = None,
     on_refusal: Observe | None = None,
 ) -> uvicorn.Config:
@@ -97,7 +99,7 @@ async def running_server(
     port: int = 0,
     *,
     ws_max_size: int = 1 << 20,
-    ws: str = DIRECT_WS,
+    ws: str | type[asyncio.Protocol] = DIRECT_WS,
     limits: EdgeLimits | None = None,
     on_refusal: Observe | None = None,
 ) -> AsyncIterator[RunningServer]:

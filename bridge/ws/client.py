@@ -18,17 +18,17 @@ import struct
 from collections.abc import Iterable
 from typing import cast
 
-from websockets.asyncio.client import connect_http_proxy
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHandshake, ProxyError
-from websockets.frames import Frame, Opcode
+from websockets.exceptions import InvalidHandshake
+from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
-from websockets.proxy import get_proxy, parse_proxy
-from websockets.uri import WebSocketURI, parse_uri
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
 
-from bridge.ws.frames import RAW, TEXT
-from bridge.ws.socket import ABNORMAL, DirectSocket
+from bridge.ws.frames import RAW, TEXT, sent_close
+from bridge.ws.proxy import open_tunnel
+from bridge.ws.socket import ABNORMAL, NO_STATUS, DirectSocket
 
 CLOSE_TIMEOUT_S = 2.0  # then TCP is aborted: a peer that stopped reading cannot hold the socket
 
@@ -38,6 +38,7 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
         self,
         ws: ClientProtocol,
         *,
+        max_size: int | None = 1 << 20,
         ping_interval_s: float | None,
         ping_timeout_s: float | None,
     ) -> None:
@@ -54,6 +55,9 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
         self._close_timer: asyncio.TimerHandle | None = None
         self._handshaking = True
         self._response = b""
+        self._max_size = max_size  # what the library was given: the fast path's limit too
+        self._extensions = False  # the server's 101 named extensions (we offer none)
+        self._peer_close: Close | None = None
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -65,16 +69,23 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
     def data_received(self, data: bytes) -> None:
         splitter = self._splitter
         if splitter is not None:  # the common case: whole data frames, straight to the sink
-            ws = self._ws
+            ws, sink = self._ws, self._sink
             for kind, payload in splitter.feed(data):
+                if kind == TEXT and sink is not None and not self._close_sent:
+                    try:
+                        text = payload.decode()
+                    except UnicodeDecodeError:
+                        self._deliver(True, payload)  # fails the socket with 1007
+                        continue
+                    sink.on_text(text)
+                    continue
                 if kind != RAW:
-                    self._deliver(kind == TEXT, payload)
+                    self._deliver(kind == TEXT, payload)  # (dropped once we are closing)
                     continue
                 ws.receive_data(payload)  # control frames, fragments, faults: the library
                 self._process()
-                if ws.parser_exc is not None:
-                    splitter.passthrough = True
-                    break
+                if ws.state is not State.OPEN:
+                    splitter.passthrough = True  # closing: the library decides from here
             return
         if self._handshaking:
             self._handshake_data(data)
@@ -97,8 +108,8 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
         self._ws.receive_data(data[:cut])
         self._process()
         rest = data[cut:]
-        if self._opened.done() and not self._opened.exception():
-            self._go_fast(client=True)
+        if self._opened.done() and not self._opened.exception() and not self._extensions:
+            self._go_fast(client=True, max_size=self._max_size)
         if rest:
             self.data_received(rest)
 
@@ -111,7 +122,7 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
         self._stop_timers()
         if not self._opened.done():
             self._opened.set_exception(exc or ConnectionError("connection closed during handshake"))
-        rcvd = self._ws.close_rcvd
+        rcvd = self._peer_close
         if rcvd is not None:
             self._closed(rcvd.code, rcvd.reason)
         else:
@@ -129,6 +140,7 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
         ws = self._ws
         for event in ws.events_received():
             if isinstance(event, Response):
+                self._extensions = "Sec-WebSocket-Extensions" in event.headers
                 self._handshake_done()
             elif isinstance(event, Frame) and not self._handle_frame(event):
                 op = event.opcode
@@ -140,20 +152,26 @@ class ClientSocket(asyncio.Protocol, DirectSocket):
                             self._pong_timer = None
                         self._schedule_ping()
                 elif op is Opcode.CLOSE:
-                    rcvd = ws.close_rcvd
-                    if rcvd is not None:
-                        self._notify_closed(rcvd.code, rcvd.reason)
-        if ws.parser_exc is not None:
-            # We failed the connection (invalid UTF-8, too big, protocol error, EOF): the
-            # sink hears the code we sent, after the messages that came before the fault.
-            sent = ws.close_sent
-            if sent is not None:
-                self._notify_closed(sent.code, sent.reason)
-            else:
-                self._notify_closed(ABNORMAL, "")
+                    rcvd = Close.parse(event.data) if event.data else Close(NO_STATUS, "")
+                    self._peer_close = rcvd
+                    self._notify_closed(rcvd.code, rcvd.reason)
+        chunks = ws.data_to_send()  # pongs, the close answer, EOF: whatever the protocol queued
+        failed = (
+            self._opened.done()
+            and (ws.state is State.CLOSING or ws.state is State.CLOSED)
+            and not self._close_sent
+            and self._peer_close is None
+        )
+        self._write(chunks)
+        if failed:
+            # The library failed the connection (invalid UTF-8, too big, protocol error,
+            # EOF): the sink hears the code it sent (1006 if none), after the messages
+            # that came before the fault.
+            self._close_sent = True
+            code, reason = sent_close(chunks, masked=True) or (ABNORMAL, "")
+            self._notify_closed(code, reason)
         elif ws.handshake_exc is not None and not self._opened.done():
             self._handshake_done()  # a reply that is not HTTP: no Response event comes
-        self._flush()  # pongs, the close answer, EOF: whatever the protocol queued
         if ws.close_expected() and self._close_timer is None and self._transport is not None:
             # The server ends TCP after the closing handshake; do it ourselves if it won't.
             self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._transport.abort)
@@ -241,7 +259,12 @@ async def open_socket(
 
     def factory() -> ClientSocket:
         nonlocal sock
-        sock = ClientSocket(ws, ping_interval_s=ping_interval_s, ping_timeout_s=ping_timeout_s)
+        sock = ClientSocket(
+            ws,
+            max_size=max_size,
+            ping_interval_s=ping_interval_s,
+            ping_timeout_s=ping_timeout_s,
+        )
         return sock
 
     tls: ssl.SSLContext | None = None
@@ -260,7 +283,7 @@ async def open_socket(
                     server_hostname=wsuri.host if tls is not None else None,
                 )
             else:
-                tunnel = await _through_proxy(proxy, wsuri, user_agent)
+                tunnel = await open_tunnel(proxy, wsuri, user_agent)
                 transport = tunnel
                 factory()
                 assert sock is not None
@@ -281,19 +304,3 @@ async def open_socket(
     if ws.handshake_exc is not None:  # pragma: no cover - _opened raised it already
         raise InvalidHandshake(str(ws.handshake_exc))
     return sock
-
-
-async def _through_proxy(
-    proxy_url: str, wsuri: WebSocketURI, user_agent: str | None
-) -> asyncio.Transport:
-    """A TCP tunnel to the WebSocket server through an HTTP(S) proxy's CONNECT."""
-    proxy = parse_proxy(proxy_url)
-    if proxy.scheme not in ("http", "https"):
-        raise ProxyError(f"{proxy.scheme} proxies are not supported; use an HTTP(S) proxy")
-    # websockets' CONNECT client: the request, the proxy's answer, its errors
-    # (InvalidProxyStatus for a refusal, InvalidProxyMessage for garbage).
-    if proxy.scheme == "https":
-        return await connect_http_proxy(
-            proxy, wsuri, user_agent_header=user_agent, ssl=ssl.create_default_context()
-        )
-    return await connect_http_proxy(proxy, wsuri, user_agent_header=user_agent)

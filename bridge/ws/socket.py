@@ -9,8 +9,11 @@ rest: a complete message calls ``sink.on_text`` synchronously from ``data_receiv
 and :meth:`DirectSocket.send_texts` frames and writes at once, several messages in one
 ``write``.
 
-Both ends implement it: :mod:`bridge.ws.server` (uvicorn's sans-I/O protocol, for the
-sockets Twilio and bridges open to us) and :mod:`bridge.ws.client` (the sockets we open).
+Both ends implement it: :mod:`bridge.ws.server` (the protocol class we give uvicorn, for
+the sockets Twilio and bridges open to us) and :mod:`bridge.ws.client` (the sockets we
+open).  Both use ``websockets``' sans-I/O protocols through their documented API only;
+what the fast path needs beyond it (where a frame starts, the size limit, whether
+extensions were negotiated) they keep themselves.
 
 Flow control is the sink's: ``can_send`` turns False when the transport's buffer is
 over its high-water mark (the peer reads too slowly) and ``on_writable`` fires when it
@@ -134,10 +137,10 @@ class DirectSocket:
             and not self._close_sent
             and transport is not None
             and not transport.is_closing()
-            and not ws.expect_continuation_frame
         ):
-            if ws.writes:  # the library's own frames (a pong) keep their place in line
-                self._flush()
+            # The library's own frames (a pong) never wait here: every call into it is
+            # followed by a flush.  And it never holds half a message of ours: we send
+            # whole messages only.
             keys = self._mask_keys
             if keys is None:
                 if len(texts) == 1:
@@ -184,11 +187,12 @@ class DirectSocket:
         """Arm whatever ends the TCP connection if the peer never answers the close."""
 
     def _flush(self) -> None:
+        self._write(self._ws.data_to_send())
+
+    def _write(self, chunks: list[bytes]) -> None:
+        """Write what the library queued; an empty chunk asks for the end of our side."""
         transport = self._transport
-        if transport is None:
-            return
-        chunks = self._ws.data_to_send()
-        if not chunks:
+        if transport is None or not chunks:
             return
         if len(chunks) == 1 and chunks[0]:
             transport.write(chunks[0])
@@ -201,23 +205,25 @@ class DirectSocket:
             if pending:
                 transport.write(b"".join(pending))
                 pending = []
-            if transport.can_write_eof():  # sans-I/O asks for EOF after the close
-                transport.write_eof()
+            self._eof()
         if pending:
             transport.write(b"".join(pending))
 
-    def _go_fast(self, *, client: bool) -> None:
-        """Handshake done, nothing of the next frame read yet: take the fast paths."""
-        ws = self._ws
-        if ws.extensions or ws.state is not OPEN:
+    def _eof(self) -> None:
+        """The library's SEND_EOF: half-close (a client; a server closes instead)."""
+        transport = self._transport
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+
+    def _go_fast(self, *, client: bool, max_size: int | None) -> None:
+        """Handshake done, nothing of the next frame read yet: take the fast paths.
+
+        Only on a connection without extensions (the caller checks the handshake's
+        ``Sec-WebSocket-Extensions``); ``max_size`` is the one the library was given.
+        """
+        if self._ws.state is not OPEN:
             return
-        limit = ws.max_message_size
-        if ws.max_fragment_size is not None:
-            limit = ws.max_fragment_size if limit is None else min(limit, ws.max_fragment_size)
-        # A fragment the library already read (sent before the 101) keeps its place.
-        self._splitter = FrameSplitter(
-            masked=not client, max_size=limit, current_size=ws.current_size
-        )
+        self._splitter = FrameSplitter(masked=not client, max_size=max_size)
         self._fast_send = True
         self._mask_keys = MaskKeys() if client else None
 

@@ -110,7 +110,8 @@ class DirectServer:
         for acc in self._mine:
             if not acc.sock.closed:
                 assert isinstance(acc.sock, DirectWebSocketProtocol)
-                acc.sock.transport.abort()
+                assert acc.sock._transport is not None
+                acc.sock._transport.abort()
                 await asyncio.wait_for(acc.sock.wait_closed(), WAIT_S)
         self._mine.clear()
         while not self.accepted.empty():
@@ -211,11 +212,14 @@ class RawPeer(asyncio.Protocol):
         self.eof = asyncio.Event()
         self.lost = asyncio.Event()
         self.changed = asyncio.Event()
+        self.on_made: Callable[[RawPeer], None] | None = None  # told once connected
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        if self.on_made is not None:
+            self.on_made(self)
         if isinstance(self.conn, ClientProtocol):
             self.conn.send_request(self.conn.connect())
             self.flush()
@@ -316,7 +320,9 @@ async def raw_server(
         if not handshake:
             peer.discard = True
         made.append(peer)
-        peers.put_nowait(peer)
+        # Queued once connected: since 3.12 the loop calls connection_made a step after
+        # the factory, and a test takes the peer to write on its transport.
+        peer.on_made = peers.put_nowait
         return peer
 
     server = await loop.create_server(factory, "127.0.0.1", 0)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
@@ -26,7 +26,7 @@ from websockets.streams import StreamReader
 from websockets.uri import parse_uri
 
 from bridge.ws.client import ClientSocket
-from bridge.ws.frames import BINARY, RAW, TEXT, FrameSplitter, MaskKeys, text_frame
+from bridge.ws.frames import BINARY, RAW, TEXT, FrameSplitter, MaskKeys, sent_close, text_frame
 from tests.ws.peers import Recorder
 
 SIDES = [Side.SERVER, Side.CLIENT]  # the end reading the stream: servers read masked frames
@@ -440,3 +440,19 @@ async def test_frames_behind_the_101_in_any_cut_arrive_whole_and_in_order() -> N
         assert sock._splitter is not None, points
         assert sink.messages == expected, points
         assert sink.closes == []
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_sent_close_finds_the_close_frame_among_what_the_library_queued(mask: bool) -> None:
+    before = [
+        Frame(Opcode.PONG, b"p").serialize(mask=mask, extensions=[]),
+        Frame(Opcode.TEXT, b"x" * 300).serialize(mask=mask, extensions=[]),
+    ]
+    close = Frame(Opcode.CLOSE, Close(1009, "too big").serialize()).serialize(
+        mask=mask, extensions=[]
+    )
+    assert sent_close([*before, close, b""], masked=mask) == (1009, "too big")
+    empty = Frame(Opcode.CLOSE, b"").serialize(mask=mask, extensions=[])
+    assert sent_close([empty], masked=mask) == (1005, "")
+    assert sent_close(before, masked=mask) is None
+    assert sent_close([b""], masked=mask) is None

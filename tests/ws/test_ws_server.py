@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Opcode
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
+from bridge.asgi import running_server
 from bridge.ws.client import open_socket
 from bridge.ws.server import EXTENSION, DirectWebSocketProtocol, direct_socket
 from tests.ws.peers import WAIT_S, DirectServer, Recorder, direct_server, raw_client
@@ -74,11 +81,11 @@ async def test_messages_queued_by_uvicorn_before_attach_arrive_in_order(
         peer.conn.send_binary(b"\x02")
         peer.conn.send_text(b"third")
         peer.conn.send_ping(b"p")
-        peer.flush()  # one write: uvicorn queues the messages for the ASGI app...
+        peer.flush()  # one write: the server queues the messages for the ASGI app...
         await peer.wait(lambda: bool(peer.of(Opcode.PONG)))  # ...before it answers
         assert isinstance(acc.sock, DirectWebSocketProtocol)
-        assert acc.sock.queue.qsize() == 3
-        peer.conn.send_text(b"fourth")  # after uvicorn paused reading
+        assert acc.sock._queue.qsize() == 3
+        peer.conn.send_text(b"fourth")
         peer.flush()
         server.gate.set()
         assert await acc.sink.wait_messages(4) == ["first", b"\x02", "third", "fourth"]
@@ -176,7 +183,7 @@ async def test_peer_never_answering_our_close_ends_after_the_close_timeout(
     async with raw_client(server.url + "/direct") as peer:
         acc = await server.next()
         assert isinstance(acc.sock, DirectWebSocketProtocol)
-        acc.sock.close_timeout = 0.05  # uvicorn's bound (10 s), shortened for the test
+        acc.sock.close_timeout = 0.05  # the server's bound (10 s), shortened for the test
         peer.answer = False
         acc.sock.close(1000, "bye")
         assert (await peer.wait_close_frame()).data[2:] == b"bye"
@@ -192,7 +199,7 @@ async def test_invalid_utf8_closes_1007(attached: bool, server: DirectServer) ->
     async with raw_client(server.url + "/direct") as peer:
         acc = await server.next()
         assert isinstance(acc.sock, DirectWebSocketProtocol)
-        acc.sock.close_timeout = 0.05  # uvicorn's bound (10 s), shortened for the test
+        acc.sock.close_timeout = 0.05  # the server's bound (10 s), shortened for the test
         peer.answer = False  # the sink hears 1007 without the peer's echo
         peer.conn.send_text(b"ok")
         peer.conn.send_text(b"bad \xff\xfe")
@@ -300,3 +307,97 @@ async def test_server_shutdown_closes_open_sockets_1012() -> None:
     assert acc.sock.closed
     assert await heard.wait_closed() == (1012, "")
     await asyncio.wait_for(client.wait_closed(), WAIT_S)
+
+
+# ---------------------------------------------------------------------- our own handshake
+
+
+async def _raw_exchange(url: str, request: bytes) -> bytes:
+    """Send ``request`` on a fresh TCP connection; what the server answers until it closes."""
+    wsuri = parse_uri(url)
+    reader, writer = await asyncio.open_connection(wsuri.host, wsuri.port)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(WAIT_S):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_an_upgrade_without_a_key_gets_websockets_own_400(server: DirectServer) -> None:
+    host = parse_uri(server.url).host
+    answer = await _raw_exchange(
+        server.url,
+        f"GET /direct HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n".encode(),
+    )
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert server.accepted.empty()  # the app never ran
+
+
+async def test_the_socket_counts_in_uvicorns_connections_while_open(server: DirectServer) -> None:
+    assert server.running is not None
+    connections = server.running.server.server_state.connections
+    client = await open_socket(server.url + "/direct", ping_interval_s=None)
+    client.attach(Recorder())
+    acc = await server.next()
+    assert acc.sock in connections  # what the edge counts for max_connections
+    client.close()
+    await asyncio.wait_for(acc.sock.wait_closed(), WAIT_S)
+    await asyncio.wait_for(client.wait_closed(), WAIT_S)
+    assert acc.sock not in connections
+
+
+@pytest.fixture
+def asgi_edge_app() -> Starlette:
+    async def deny(ws: WebSocket) -> None:
+        await ws.send_denial_response(PlainTextResponse("no thanks", status_code=418))
+
+    async def crash(ws: WebSocket) -> None:
+        raise RuntimeError("the endpoint fails before the accept")
+
+    async def accept_and_return(ws: WebSocket) -> None:
+        await ws.accept(subprotocol="relay.v1", headers=[(b"x-extra", b"1")])
+
+    return Starlette(
+        routes=[
+            WebSocketRoute("/deny", deny),
+            WebSocketRoute("/crash", crash),
+            WebSocketRoute("/accept", accept_and_return),
+        ]
+    )
+
+
+async def test_a_denial_response_goes_out_as_the_apps_http_response(
+    asgi_edge_app: Starlette,
+) -> None:
+    async with running_server(asgi_edge_app) as running:
+        with pytest.raises(InvalidStatus) as err:
+            await open_socket(running.ws_url + "/deny")
+    assert err.value.response.status_code == 418
+    assert bytes(err.value.response.body or b"") == b"no thanks"
+
+
+async def test_an_endpoint_failing_before_the_accept_is_a_500(
+    asgi_edge_app: Starlette, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_server(asgi_edge_app) as running:
+        with pytest.raises(InvalidStatus) as err:
+            await open_socket(running.ws_url + "/crash")
+    assert err.value.response.status_code == 500
+    assert any("Exception in ASGI application" in r.getMessage() for r in caplog.records)
+    caplog.clear()  # (logged on purpose: not an event loop error)
+
+
+async def test_the_accept_carries_the_subprotocol_and_headers_and_returning_closes(
+    asgi_edge_app: Starlette,
+) -> None:
+    async with (
+        running_server(asgi_edge_app) as running,
+        connect(running.ws_url + "/accept", subprotocols=[Subprotocol("relay.v1")]) as ws,
+    ):
+        assert ws.subprotocol == "relay.v1"
+        assert ws.response is not None
+        assert ws.response.headers["x-extra"] == "1"
+        with pytest.raises(ConnectionClosed):  # the endpoint returned: the server hangs up
+            await asyncio.wait_for(ws.recv(), WAIT_S)
