@@ -384,9 +384,9 @@ def summarize(results: list[tuple[str, float]]) -> str:
 
 
 async def measure(args: argparse.Namespace) -> int:
-    from bridge.call.services import INBOUND_PATH, STATUS_PATH
     from bridge.config import ServerConfig
     from bridge.emulator.twilio.caller import CallSpec, SyntheticCall
+    from bridge.http import INBOUND_PATH, STATUS_PATH
     from bridge.loadtest.measure import CallMeter
     from bridge.loadtest.model import CallOutcome
     from bridge.loadtest.scenario import build_plan

@@ -1,25 +1,47 @@
-"""The bridge's ASGI application: ``create_app(config, …) -> Starlette``.
+"""The bridge's ASGI application, wired in one place.
 
-Everything shared lives on ``app.state``:
+:func:`build_bridge` builds every part of a running bridge once, in dependency order,
+and returns them frozen (:class:`Bridge`); nothing is patched in afterwards:
+
+1. what the caller did not pass in: metrics, the store, the platform client, the agent
+   connector, the routing table, the Twilio REST client (its session opens on first
+   use; the app closes it);
+2. the webhook's **admission chain**, one object asked in this order: the drain
+   (:class:`~bridge.ops.drain.Drain`, refuses while shutting down), the ``admission``
+   passed in (e.g. a per-number rule; admit-all by default), then the telephony
+   concurrency caps (:class:`~bridge.telephony.capacity.CapacityAdmission`, last because
+   a call it admits takes a slot).  The caps alone are the **stream-start admission**
+   (:mod:`bridge.call.stream_gate`: never the drain, a call admitted before it may
+   start);
+3. the **tools** (the defaults or those passed in, plus the telephony client tools), the
+   per-call **watcher** and the **keypad** handler (the telephony features' unless the
+   caller passes its own);
+4. the frozen :class:`~bridge.call.services.CallServices`, then what serves beside the
+   calls: operations (drain, readiness, metrics), provisioning (admin API), the dialer.
+
+:func:`create_app` turns a :class:`Bridge` into the Starlette app: one route list, one
+lifespan.  Everything shared lives on ``app.state``:
 
 =====================  ==================================================================
+``bridge``             the :class:`Bridge` itself (all of the below, and provisioning)
 ``services``           :class:`~bridge.call.services.CallServices`: what calls use
 ``config``             the frozen :class:`~bridge.config.Config`
 ``store``              :class:`~bridge.store.Store` (call records, numbers)
 ``routing``            :class:`~bridge.routing.RoutingTable`
 ``calls``              :class:`~bridge.call.registry.LiveCalls` (``hangup(call_sid)``)
-``metrics``            :class:`~bridge.ops.metrics.Metrics`
+``metrics``            :class:`~bridge.metrics.Metrics`
 ``platform``           :class:`~bridge.platform.client.PlatformClient` or None
 ``telephony``          :class:`~bridge.telephony.features.Telephony` (caps, live features)
 ``ops``                :class:`~bridge.ops.service.Operations` (drain, readiness)
+``provisioning``       :class:`~bridge.admin.service.Provisioning` (numbers, agents)
 =====================  ==================================================================
 
-Routes are one list: :func:`~bridge.call.endpoints.twilio_routes`, the telephony, admin
-and ops (``/healthz``, ``/readyz``, ``/metrics``) routes, plus ``extra_routes``.  Features with background
-work pass ``lifespans``: async context managers entered at start-up, in order, and left
-at shutdown in reverse.  Whatever ``create_app`` builds itself (the store, the platform
-client, the Twilio REST client) it also closes; what the caller passes in is the
-caller's to close.
+Routes are one list: :func:`~bridge.call.endpoints.twilio_routes`, the telephony,
+console, admin and ops (``/healthz``, ``/readyz``, ``/metrics``) routes, plus
+``extra_routes``.  Features with background work pass ``lifespans``: async context
+managers entered at start-up, in order, and left at shutdown in reverse.  Whatever
+``build_bridge`` builds itself (the store, the platform client, the Twilio REST client)
+the app closes; what the caller passes in is the caller's to close.
 """
 
 from __future__ import annotations
@@ -28,25 +50,30 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from bridge.admin.routes import admin_routes
 from bridge.admin.service import Provisioning, routing_sync
-from bridge.call.admission import Admission, AdmitAll
+from bridge.call.admission import Admission
 from bridge.call.endpoints import twilio_routes
-from bridge.call.services import CallServices
+from bridge.call.registry import LiveCalls
+from bridge.call.services import CallServices, CallWatch, KeypadHandler
 from bridge.call.session import SessionSettings
 from bridge.call.tools import ToolRegistry, default_tools
 from bridge.config import Config, ws_url_for
+from bridge.console import console_routes
 from bridge.convai.client import AgentConnector
 from bridge.errors import ConfigError
 from bridge.log import log_event
+from bridge.metrics import Metrics
+from bridge.ops.drain import Drain
 from bridge.ops.health import security_warnings
-from bridge.ops.metrics import Metrics
 from bridge.ops.service import Operations
 from bridge.platform.client import PlatformClient
+from bridge.platform.reachability import UpstreamHealth
 from bridge.routing import RoutingTable
 from bridge.store import Store
 from bridge.telephony.dialer import Dialer
@@ -59,7 +86,22 @@ logger = logging.getLogger("bridge.app")
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
-def create_app(
+@dataclass(frozen=True)
+class Bridge:
+    """The parts of a running bridge, built once by :func:`build_bridge`."""
+
+    config: Config
+    services: CallServices
+    telephony: Telephony
+    ops: Operations
+    provisioning: Provisioning
+    dialer: Dialer
+    platform: PlatformClient | None
+    # What build_bridge made itself, closed (in reverse) when the app stops.
+    owned: contextlib.AsyncExitStack = field(compare=False, repr=False)
+
+
+def build_bridge(
     config: Config,
     *,
     store: Store | None = None,
@@ -70,12 +112,17 @@ def create_app(
     admission: Admission | None = None,
     metrics: Metrics | None = None,
     settings: SessionSettings | None = None,
-    extra_routes: Sequence[BaseRoute] = (),
-    lifespans: Sequence[Lifespan] = (),
-) -> Starlette:
-    """The bridge app.  ``store=None`` opens ``config.store.db``; the platform client and
-    the agent connector default to ``config.platform`` (``base_url`` must then be set)."""
-    owned = contextlib.AsyncExitStack()  # what we build, we close at shutdown
+    watch: CallWatch | None = None,
+    on_keypad: KeypadHandler | None = None,
+) -> Bridge:
+    """Every part of a bridge, wired (see the module docstring for the order).
+
+    ``store=None`` opens ``config.store.db``; the platform client and the agent connector
+    default to ``config.platform`` (``base_url`` must then be set).  ``watch`` and
+    ``on_keypad`` replace the telephony features' per-call hooks (tests observe calls
+    with them).
+    """
+    owned = contextlib.AsyncExitStack()  # what we build, the app closes at shutdown
     metrics = metrics if metrics is not None else Metrics()
     if store is None:
         store = Store.from_config(config.store, metrics.registry)
@@ -90,29 +137,97 @@ def create_app(
         owned.push_async_callback(platform.aclose)
     if connector is None:
         connector = _connector(config, platform)
+    twilio_rest = TwilioRest.from_config(config.twilio)
+    if twilio_rest is not None:
+        owned.push_async_callback(twilio_rest.aclose)
+
+    calls = LiveCalls()
+    # The admission chain: drain → the admission passed in → the concurrency caps.
+    drain = Drain(config.ops, calls, metrics, inner=admission)
+    telephony = Telephony(config.telephony, calls, store, admission=drain)
+    tools = tools if tools is not None else default_tools()
+    telephony.tools.register(tools)
+
     services = CallServices(
         config=config,
         routing=routing if routing is not None else RoutingTable.from_config(config, store),
         connector=connector,
         settings=settings or SessionSettings.from_config(config),
         store=store,
-        tools=tools if tools is not None else default_tools(),
-        admission=admission if admission is not None else AdmitAll(),
+        twilio_rest=twilio_rest,
+        tools=tools,
+        calls=calls,
+        admission=telephony.capacity,
+        stream_admission=telephony.capacity,
         metrics=metrics,
+        upstream=UpstreamHealth(),
+        on_keypad=on_keypad if on_keypad is not None else telephony.on_keypad,
+        watch=watch if watch is not None else telephony.watch,
     )
-    # The drain is the innermost admission: the telephony caps below wrap it.
-    ops = Operations(config.ops, services, platform)
+    return Bridge(
+        config=config,
+        services=services,
+        telephony=telephony,
+        ops=Operations(config.ops, services, drain, platform),
+        provisioning=Provisioning(services, platform),
+        dialer=Dialer(services, telephony),
+        platform=platform,
+        owned=owned,
+    )
+
+
+def create_app(
+    config: Config,
+    *,
+    store: Store | None = None,
+    routing: RoutingTable | None = None,
+    platform: PlatformClient | None = None,
+    connector: AgentConnector | None = None,
+    tools: ToolRegistry | None = None,
+    admission: Admission | None = None,
+    metrics: Metrics | None = None,
+    settings: SessionSettings | None = None,
+    watch: CallWatch | None = None,
+    on_keypad: KeypadHandler | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    lifespans: Sequence[Lifespan] = (),
+) -> Starlette:
+    """The bridge app: :func:`build_bridge` (same arguments), served by :func:`app_for`."""
+    bridge = build_bridge(
+        config,
+        store=store,
+        routing=routing,
+        platform=platform,
+        connector=connector,
+        tools=tools,
+        admission=admission,
+        metrics=metrics,
+        settings=settings,
+        watch=watch,
+        on_keypad=on_keypad,
+    )
+    return app_for(bridge, extra_routes=extra_routes, lifespans=lifespans)
+
+
+def app_for(
+    bridge: Bridge,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    lifespans: Sequence[Lifespan] = (),
+) -> Starlette:
+    """The Starlette app serving ``bridge``; it closes what ``bridge`` owns at shutdown."""
+    config, services, ops = bridge.config, bridge.services, bridge.ops
+    metrics, platform = services.metrics, bridge.platform
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services.twilio_rest = TwilioRest.from_config(config.twilio)
         log_event(
             logger,
             "bridge.started",
             public_url=config.public_url,
             stream_url=services.stream_url,
-            agent_ws=connector.ws_base_url,
-            signed_urls=connector.uses_signed_urls,
+            agent_ws=services.connector.ws_base_url,
+            signed_urls=services.connector.uses_signed_urls,
             signatures_enforced=config.twilio.signatures_enforced,
             twilio_rest=services.twilio_rest is not None,
         )
@@ -133,36 +248,36 @@ def create_app(
                 # serves: ``bridge serve`` awaits ``app.state.ops.drain.run()`` on
                 # SIGTERM and only then stops uvicorn (see bridge.ops.drain).
         finally:
-            if services.twilio_rest is not None:
-                await services.twilio_rest.aclose()
-            await owned.aclose()
+            await bridge.owned.aclose()
             log_event(logger, "bridge.stopped", live_calls=len(services.calls))
 
-    # Telephony features (transfer, keypad, limits, voicemail, outbound calls): tools,
-    # admission and per-call watcher into the services, their routes next to the rest.
-    telephony = Telephony(config.telephony, services.calls, store).install(services)
-    phone = TelephonyEndpoints(telephony, Dialer(services, telephony))
-    provisioning = Provisioning(services, platform)
-    admin = admin_routes(provisioning, config.admin, metrics, phone.admin_routes())
+    phone = TelephonyEndpoints(bridge.telephony, bridge.dialer)
+    admin = admin_routes(bridge.provisioning, config.admin, metrics, phone.admin_routes())
+    # The operator console (/admin/ui), only with an admin token; before the /admin mount.
+    console = console_routes(config, bridge.provisioning, services.calls, ops, metrics)
     app = Starlette(
         routes=[
             *twilio_routes(),
             *phone.twilio_routes(),
+            *console,
             *admin,
             *ops.routes(),
             *extra_routes,
         ],
         lifespan=lifespan,
     )
-    app.state.services = services
-    app.state.config = config
-    app.state.store = store
-    app.state.routing = services.routing
-    app.state.calls = services.calls
-    app.state.metrics = services.metrics
-    app.state.platform = platform
-    app.state.telephony = telephony
-    app.state.ops = ops
+    state = app.state
+    state.bridge = bridge
+    state.services = services
+    state.config = config
+    state.store = services.store
+    state.routing = services.routing
+    state.calls = services.calls
+    state.metrics = metrics
+    state.platform = platform
+    state.telephony = bridge.telephony
+    state.ops = ops
+    state.provisioning = bridge.provisioning
     return app
 
 

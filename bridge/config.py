@@ -202,10 +202,12 @@ class AdminConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    db: str = _key("bridge.db", env="BRIDGE_DB", expected="a file path or :memory:")
+    db: str = _key(
+        "bridge.db", env="BRIDGE_DB", expected="a file path, :memory: or a postgresql:// DSN"
+    )
     # Distinct calls whose records may wait in memory while SQLite is locked or failing.
     max_pending_writes: int = _key(100_000, expected="an integer >= 1", check=lambda v: v >= 1)
-    # Cap on the database file; past it writes fail as on a full disk (0 = no cap).
+    # Cap on the database file; past it writes fail as on a full disk (0 = no cap; SQLite).
     max_db_mb: int = _key(0, expected="an integer >= 0 (0 = no cap)", check=lambda v: v >= 0)
 
 

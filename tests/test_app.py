@@ -22,7 +22,7 @@ from websockets.exceptions import InvalidStatus
 from bridge.app import create_app
 from bridge.asgi import RunningServer, running_server
 from bridge.call.actions import Transfer
-from bridge.call.admission import Refusal
+from bridge.call.admission import Admission, Refusal
 from bridge.config import Config, Route, load_config, with_overrides
 from bridge.errors import ConfigError
 from bridge.store import Store
@@ -67,9 +67,9 @@ class Bridge:
         return 0.0 if value is None else float(value)
 
 
-async def _bridge(cfg: Config) -> AsyncIterator[Bridge]:
+async def _bridge(cfg: Config, admission: Admission | None = None) -> AsyncIterator[Bridge]:
     store = Store(":memory:")
-    app = create_app(cfg, store=store)
+    app = create_app(cfg, store=store, admission=admission)
     try:
         async with (
             running_server(app) as server,
@@ -212,21 +212,20 @@ async def test_outbound_calls_route_on_our_number(bridge: Bridge) -> None:
         (Refusal("over_capacity", message="All lines are busy."), "Say"),
     ],
 )
-async def test_admission_refusal_turns_the_call_away(
-    bridge: Bridge, refusal: Refusal, tag: str
-) -> None:
+async def test_admission_refusal_turns_the_call_away(refusal: Refusal, tag: str) -> None:
     class Full:
         def check(self, to_number: str) -> Refusal | None:
             assert to_number == OUR_NUMBER
             return refusal
 
-    bridge.app.state.services.admission = Full()
-    root = _twiml(await bridge.post("/twilio/inbound", _call()))
-    assert root[0].tag == tag
-    if tag == "Reject":
-        assert root[0].get("reason") == "busy"
-    assert root.find("Connect") is None
-    assert bridge.metric("bridge_webhooks_total", outcome="refused") == 1
+    async for bridge in _bridge(_config(), admission=Full()):
+        root = _twiml(await bridge.post("/twilio/inbound", _call()))
+        assert root[0].tag == tag
+        if tag == "Reject":
+            assert root[0].get("reason") == "busy"
+        assert root.find("Connect") is None
+        assert bridge.metric("bridge_webhooks_total", outcome="refused") == 1
+        assert bridge.metric("bridge_refused_calls_total", reason=refusal.reason) == 1
 
 
 async def test_signature_checks_can_be_turned_off_for_local_use() -> None:

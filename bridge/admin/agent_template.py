@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from bridge.admin.models import CreateAgent
+from bridge.call.tools import DTMF_TOOL, TRANSFER_TOOL
 from bridge.platform.agents import (
     AgentOverridePermissions,
     AgentSettings,
@@ -31,7 +32,6 @@ from bridge.platform.agents import (
     PromptConfig,
     TtsConfig,
 )
-from bridge.telephony.tools import DTMF_TOOL, TRANSFER_TOOL
 
 TELEPHONY_FORMAT: Final = "ulaw_8000"
 TELEPHONY_TAG: Final = "telephony-bridge"

@@ -10,6 +10,9 @@ pattern cannot say (``$`` in Python also matches before a trailing newline).
 
 Responses reuse the store's records (:class:`~bridge.store.NumberRecord`,
 :class:`~bridge.store.CallRecord`, :class:`~bridge.store.CallPage`) as they are.
+
+The error body (:class:`ErrorBody`) is every JSON API's of the bridge, so it lives in the
+leaf :mod:`bridge.http`; it is named here too, as part of this API's vocabulary.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from bridge.http import ErrorBody, ErrorInfo, Rollback, UpstreamInfo
 from bridge.store import NumberRecord
+from bridge.twilio.stream_token import TOKEN_PARAMETER
 
 E164_PATTERN: Final = r"^\+[1-9][0-9]{1,14}$"
 AGENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
@@ -196,33 +201,73 @@ class HangupResult(msgspec.Struct, kw_only=True):
     status: Literal["hanging_up"] = "hanging_up"
 
 
-# --------------------------------------------------------------------------- errors
+# --------------------------------------------------------------------------- outbound calls
+# POST /admin/calls, served by the telephony features (bridge/telephony/endpoints.py).
+
+# <Parameter> names the bridge writes for itself; a dynamic variable may not take them.
+CONTEXT_PARAMETERS: Final = frozenset(
+    {
+        "agent_id",
+        "caller_id",
+        "called_number",
+        "direction",
+        "first_message",
+        "answered_by",
+        TOKEN_PARAMETER,
+    }
+)
+
+MachineDetection = Literal["Enable", "DetectMessageEnd"]
 
 
-class UpstreamInfo(msgspec.Struct, kw_only=True):
-    """A failed upstream request, as far as it may be shown (never credentials)."""
+class OutboundCall(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename={"from_": "from"}
+):
+    """``POST /admin/calls``: dial ``to`` from one of our numbers and bridge it to an agent.
 
-    service: Literal["platform", "twilio"]
-    status: int | None
-    message: str
-    request_id: str | None = None
-    code: int | str | None = None
+    Give the number we call from as ``from`` (E.164) or ``phone_number_id``.  The agent
+    defaults to the from-number's agent.
+    """
+
+    to: E164
+    from_: E164 | None = None
+    phone_number_id: PhoneNumberId | None = None
+    agent_id: AgentId | None = None
+    dynamic_variables: Variables = msgspec.field(default_factory=dict)
+    first_message: Annotated[str, msgspec.Meta(min_length=1, max_length=450)] | None = None
+    # Twilio's MachineDetection; the result is acted on per telephony.voicemail_action.
+    machine_detection: MachineDetection | None = None
+    # Seconds to let it ring (Twilio's Timeout); default telephony.ring_timeout_s.
+    ring_timeout: Annotated[int, msgspec.Meta(ge=5, le=600)] | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("to", "from_"):
+            value = getattr(self, field)
+            if isinstance(value, str) and value != value.strip():
+                raise ValueError(
+                    f"`{field.rstrip('_')}` must be an E.164 number without whitespace"
+                )
+        if (self.from_ is None) == (self.phone_number_id is None):
+            raise ValueError("give exactly one of `from` or `phone_number_id`")
+        for name in self.dynamic_variables:
+            if name.startswith(RESERVED_VARIABLE_PREFIX):
+                raise ValueError(
+                    f"`dynamic_variables` name {name!r} is reserved "
+                    f"(names starting with {RESERVED_VARIABLE_PREFIX} belong to the platform)"
+                )
+            if name in CONTEXT_PARAMETERS:
+                raise ValueError(
+                    f"`dynamic_variables` name {name!r} is set by the bridge itself "
+                    f"(reserved: {', '.join(sorted(CONTEXT_PARAMETERS))})"
+                )
 
 
-class Rollback(msgspec.Struct, kw_only=True):
-    """A multi-step operation that failed part way: which steps were undone, which stay."""
-
-    undone: list[str]
-    left_done: list[str]
-
-
-class ErrorInfo(msgspec.Struct, kw_only=True):
-    # The request field at fault (``body`` for an unreadable body), None if none is.
-    field: str | None
-    message: str
-    upstream: UpstreamInfo | None = None
-    rollback: Rollback | None = None
+class DialResult(msgspec.Struct, kw_only=True):
+    call_sid: str
+    status: str
+    to: str
+    from_: str = msgspec.field(name="from")
+    agent_id: str
 
 
-class ErrorBody(msgspec.Struct, kw_only=True):
-    error: ErrorInfo
+__all__ = ["ErrorBody", "ErrorInfo", "Rollback", "UpstreamInfo"]  # re-exported

@@ -15,8 +15,6 @@ import msgspec
 from bridge.admin import models
 from bridge.store import CallPage, CallRecord, NumberRecord
 from bridge.store.store import MAX_PAGE
-from bridge.telephony.dialer import DialResult
-from bridge.telephony.outbound import OutboundCall
 
 _SCHEMA_TYPES: Final = (
     models.ImportNumber,
@@ -32,9 +30,9 @@ _SCHEMA_TYPES: Final = (
     NumberRecord,
     CallRecord,
     CallPage,
-    # POST /admin/calls is the telephony features' (bridge/telephony/endpoints.py).
-    OutboundCall,
-    DialResult,
+    # POST /admin/calls is served by the telephony features (bridge/telephony/endpoints.py).
+    models.OutboundCall,
+    models.DialResult,
 )
 
 _ERROR_TEXT: Final = {

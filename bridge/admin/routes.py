@@ -58,8 +58,9 @@ from bridge.errors import (
     TwilioApiError,
     UpstreamError,
 )
+from bridge.http import error_response, json_response
 from bridge.log import log_event
-from bridge.ops.metrics import Metrics
+from bridge.metrics import Metrics
 from bridge.store.store import MAX_PAGE
 
 logger = logging.getLogger("bridge.admin")
@@ -69,21 +70,6 @@ MAX_BODY_BYTES: Final = 64 * 1024
 URL_PATTERN: Final = r"^https?://[^\s/?#]+[^\s]*$"
 
 _encoder = msgspec.json.Encoder()
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(_encoder.encode(body), status, headers, media_type="application/json")
-
-
-def error_response(
-    status: int,
-    field: str | None,
-    message: str,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> Response:
-    info = models.ErrorInfo(field=field, message=message, **extra)
-    return json_response(models.ErrorBody(error=info), status, headers)
 
 
 # ---------------------------------------------------------------------------- errors

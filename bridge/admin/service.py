@@ -40,7 +40,7 @@ from bridge.admin.models import (
     TwilioSetup,
     UpdateNumber,
 )
-from bridge.call.services import INBOUND_PATH, STATUS_PATH, CallServices
+from bridge.call.services import CallServices
 from bridge.errors import (
     BridgeError,
     ConfigError,
@@ -49,6 +49,7 @@ from bridge.errors import (
     PlatformApiError,
     StoreError,
 )
+from bridge.http import INBOUND_PATH, STATUS_PATH
 from bridge.log import log_event
 from bridge.platform.agents import ClientToolConfig
 from bridge.platform.client import PlatformClient

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from bridge.audio.formats import ULAW_8000, AudioFormat
 from bridge.audio.g711 import ulaw_decode, ulaw_encode
 from bridge.audio.resampler import StreamingResampler
+from bridge.b64 import decode_strict
 from bridge.errors import AudioFormatError
 
 
@@ -62,7 +63,7 @@ class Transcoder:
         if self.passthrough:
             return payload_b64
         try:
-            data = binascii.a2b_base64(payload_b64, strict_mode=True)
+            data = decode_strict(payload_b64)
         except (binascii.Error, ValueError) as exc:
             raise AudioFormatError(
                 f"{self.source} payload is not valid base64 ({len(payload_b64)} chars): {exc}"

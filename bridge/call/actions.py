@@ -13,10 +13,12 @@ REST update of the call.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.store.records import CallUpdate
 from bridge.twilio import responses
 
 
@@ -92,17 +94,27 @@ class CloseAgent:
     reason: str = ""
 
 
+class Timer(enum.Enum):
+    """The session's timers (at most one of each armed at a time)."""
+
+    START = "start"  # the stream must send 'start' by then
+    SETTLE = "settle"  # the agent's quiet period before the goodbye wait
+    GOODBYE = "goodbye"  # the longest wait for the last mark echo when ending
+    STALL = "stall"  # the caller-stream watchdog's tick (every half timeout)
+    AGENT_IDLE = "agent_idle"  # the agent watchdog
+
+
 @dataclass(frozen=True)
 class StartTimer:
     """(Re)arm timer ``name``: ``timer_fired(name)`` after ``delay_s`` unless cancelled."""
 
-    name: str
+    name: Timer
     delay_s: float
 
 
 @dataclass(frozen=True)
 class CancelTimer:
-    name: str
+    name: Timer
 
 
 @dataclass(frozen=True)
@@ -138,7 +150,48 @@ class EndStream:
 class UpdateRecord:
     """Fields of the call's :class:`~bridge.store.records.CallRecord` that changed."""
 
-    fields: dict[str, Any]
+    fields: CallUpdate
+
+
+@dataclass(frozen=True)
+class FrameCounts:
+    """Frames each way: Twilio media frames in / out, agent audio in / out."""
+
+    from_caller: int
+    to_agent: int
+    from_agent: int
+    to_caller: int
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """What one call did, for the ``call.summary`` log line and the metrics."""
+
+    end_reason: str
+    refused: str | None  # why the stream's start was refused (metric / log reason)
+    then: str | None  # what the call did after the stream (None: the caller was gone)
+    duration_s: float
+    bytes_in: int
+    bytes_out: int
+    interruptions: int
+    first_audio_ms: float | None
+    stale_dropped: int
+    shed_to_caller: int
+    shed_to_agent: int
+    early_dropped: int
+    bad_twilio_frames: int
+    bad_agent_frames: int
+    tool_calls: int
+    frames: FrameCounts
+    agent_failure: str | None
+    ping_ms: int | None
+    ping_ms_max: int | None
+    sequence_gaps: int
+    formats: dict[str, str] | None
+
+    def log_fields(self) -> dict[str, Any]:
+        """The summary as the log line's fields (``frames`` nested)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -146,7 +199,7 @@ class Finished:
     """The call is over on both sides; the driver stops its tasks. Always the last action."""
 
     reason: EndReason
-    summary: dict[str, Any]
+    summary: CallSummary
 
 
 Action = (

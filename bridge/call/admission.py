@@ -3,8 +3,9 @@
 The webhook calls ``admission.check(to_number)`` before routing; ``None`` admits the
 call, a :class:`Refusal` says how to turn it away: ``<Reject reason="busy">`` (the
 default: unanswered, free for the caller), a spoken ``message``, or a ``<Dial>`` to an
-overflow number.  Draining for shutdown and concurrency caps plug in here by replacing
-``app.state.services.admission`` with their own object of this shape.
+overflow number.  ``services.admission`` is one chain of objects of this shape, built
+once by :func:`bridge.app.build_bridge`: the drain, then any admission given to it,
+then the concurrency caps (each link asks the one before it first).
 
 A stream is asked again when it starts (streams can be opened without the webhook):
 the :class:`StreamCheck` the session is given (:mod:`bridge.call.stream_gate`) verifies

@@ -14,6 +14,10 @@ False) frames stay in the session's bounded queues, which shed old audio; the so
 
 Tasks per call: the agent task (connect, then done) and short-lived tool / REST tasks.
 
+Timing is the driver's too: its :class:`~bridge.call.sampling.RelaySampler` wraps the
+session's transcoders and follows a sample of agent audio events to the Twilio socket;
+the session itself never reads a clock for metrics.
+
 When the session reports :class:`~bridge.call.actions.Finished`, :meth:`CallDriver.run`
 lets the stream close (bounded), then cancels and awaits whatever is left: no task,
 socket or resampler outlives the call.
@@ -33,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import traceback
 from collections.abc import Coroutine, Mapping
 from typing import Any
@@ -54,25 +57,21 @@ from bridge.call.actions import (
     Hangup,
     RunTool,
     StartTimer,
+    Timer,
     UpdateRecord,
     to_twiml,
 )
 from bridge.call.plan import CallPlan, plan_for_stream
+from bridge.call.sampling import RelaySampler
 from bridge.call.services import CallServices, CallWatcher
 from bridge.call.session import CallSession
 from bridge.call.stream_gate import StreamGate
 from bridge.convai.messages import Audio, Ping, parse_server
 from bridge.errors import BridgeError, ConvaiProtocolError, PlatformApiError, TwilioProtocolError
 from bridge.log import log_event
-from bridge.ops.metrics import (
-    FROM_AGENT,
-    FROM_CALLER,
-    RELAY_SAMPLE_EVERY,
-    TO_AGENT,
-    TO_CALLER,
-)
-from bridge.ops.upstream import connect_error_kind
-from bridge.store.records import CallRecord
+from bridge.metrics import FROM_AGENT, FROM_CALLER, TO_AGENT, TO_CALLER
+from bridge.platform.reachability import connect_error_kind
+from bridge.store.records import CallRecord, CallUpdate
 from bridge.twilio.media import Media, binary_frame_error, parse_from_twilio
 from bridge.ws.socket import INTERNAL_ERROR, MessageSocket
 
@@ -99,11 +98,16 @@ class CallDriver:
     def __init__(self, twilio: MessageSocket, services: CallServices):
         self.twilio = twilio
         self.services = services
+        metrics = services.metrics
+        self._sampler = RelaySampler(
+            lambda direction, s: metrics.transcode_seconds.labels(direction).observe(s),
+            metrics.relay_seconds.observe,
+        )
         self.session = CallSession(
             services.settings,
             self._plan,
             services.tools.names,
-            on_transcode=self._transcode_sample,
+            wrap_transcoders=self._sampler.wrap,
             check=StreamGate(services.config, services.calls, services.stream_admission),
         )
         self._loop = asyncio.get_running_loop()
@@ -111,17 +115,14 @@ class CallDriver:
         self._stream_closed = asyncio.Event()
         self._may_close = False  # the stream may be closed once its queue is drained
         self._closing_stream = False
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[Timer, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._agent_task: asyncio.Task[None] | None = None
         self._agent: MessageSocket | None = None
-        self._audio_events = 0
         self._end_stream: EndStream | None = None
         self._registered = False
         self._recorded = False
         self._watcher: CallWatcher | None = None
-        # Relay-latency sample in flight: (frame position in to_twilio, shed + clears, t0).
-        self._relay_probe: tuple[int, int, float] | None = None
 
     def _plan(self, params: Mapping[str, str]) -> CallPlan | None:
         return plan_for_stream(params, self.services.routing)
@@ -300,7 +301,7 @@ class CallDriver:
                 self._observe(action)
                 self._finished.set()
 
-    def _fire(self, name: str) -> None:
+    def _fire(self, name: Timer) -> None:
         self._timers.pop(name, None)
         self.session.timer_fired(name)
         self._pump()
@@ -332,8 +333,8 @@ class CallDriver:
         q, tw = self.session.to_twilio, self.twilio
         if q.chars and tw.can_send:
             tw.send_texts(q.take_all())
-            if self._relay_probe is not None:
-                self._relay_done(q.removed, q.dropped + q.clears)
+            if self._sampler.following:
+                self._sampler.written(q)
         if self._end_stream is not None and self._may_close and not q.chars:
             self._close_stream()
 
@@ -413,15 +414,8 @@ class CallDriver:
             return
         cls = type(msg)
         if cls is Audio:
-            self._audio_events += 1
-            if self._audio_events % RELAY_SAMPLE_EVERY == 1 and self._relay_probe is None:
-                # Follow this event's first frame until it is written to Twilio.
-                to_twilio = s.to_twilio
-                position = to_twilio.added + 1
-                t0 = time.perf_counter()
-                s.agent_message(msg)
-                if to_twilio.added >= position:
-                    self._relay_probe = (position, to_twilio.dropped + to_twilio.clears, t0)
+            if self._sampler.due():  # follow this event's first frame to the Twilio socket
+                self._sampler.follow(s.to_twilio, lambda: s.agent_message(msg))
                 self._pump()
                 return
         elif cls is Ping:
@@ -447,7 +441,7 @@ class CallDriver:
 
     # ------------------------------------------------------------------ records, metrics
 
-    def _record(self, fields: dict[str, Any]) -> None:
+    def _record(self, fields: CallUpdate) -> None:
         store, sid = self.services.store, self.session.call_sid
         if store is None or not sid:
             return
@@ -463,88 +457,76 @@ class CallDriver:
         except BridgeError as e:
             log_event(logger, "call.record_failed", logging.ERROR, call_sid=sid, error=str(e))
 
-    def _relay_done(self, removed: int, lost: int) -> None:
-        assert self._relay_probe is not None
-        position, lost_then, t0 = self._relay_probe
-        if removed < position:
-            return
-        self._relay_probe = None
-        if lost == lost_then:  # nothing shed or cleared: the frame was the one sent
-            self.services.metrics.relay_seconds.observe(time.perf_counter() - t0)
-
-    def _transcode_sample(self, direction: str, seconds_per_frame: float) -> None:
-        self.services.metrics.transcode_seconds.labels(direction).observe(seconds_per_frame)
-
     def _observe(self, done: Finished) -> None:
         m, s = self.services.metrics, done.summary
-        if s["refused"] is not None:
-            m.stream_refused_total.labels(s["refused"]).inc()
+        if s.refused is not None:
+            m.stream_refused_total.labels(s.refused).inc()
         if done.reason is EndReason.STREAM_REFUSED:
             return  # not a call: nothing was relayed, and its claims are not believed
         outcome = "ok" if done.reason in _CLEAN_REASONS else "error"
         m.calls_total.labels(outcome, done.reason.value).inc()
-        if s["first_audio_ms"] is not None:
-            m.first_audio_seconds.observe(s["first_audio_ms"] / 1000)
-        if s["agent_failure"] in ("closed_abnormally", "idle_timeout"):  # mid-call failures
-            m.upstream_errors_total.labels(s["agent_failure"]).inc()
-        frames = s["frames"]
-        m.frames_total.labels(FROM_CALLER).inc(frames["from_caller"])
-        m.frames_total.labels(TO_AGENT).inc(frames["to_agent"])
-        m.frames_total.labels(FROM_AGENT).inc(frames["from_agent"])
-        m.frames_total.labels(TO_CALLER).inc(frames["to_caller"])
-        if s["bad_twilio_frames"]:
-            m.bad_frames_total.labels("twilio").inc(s["bad_twilio_frames"])
-        if s["bad_agent_frames"]:
-            m.bad_frames_total.labels("agent").inc(s["bad_agent_frames"])
-        m.interruptions_total.inc(s["interruptions"])
-        m.dropped_audio_total.labels("stale").inc(s["stale_dropped"])
-        m.dropped_audio_total.labels("backpressure").inc(s["shed_to_caller"] + s["shed_to_agent"])
-        m.audio_bytes_total.labels("caller_to_agent").inc(s["bytes_in"])
-        m.audio_bytes_total.labels("agent_to_caller").inc(s["bytes_out"])
+        if s.first_audio_ms is not None:
+            m.first_audio_seconds.observe(s.first_audio_ms / 1000)
+        if s.agent_failure in ("closed_abnormally", "idle_timeout"):  # mid-call failures
+            m.upstream_errors_total.labels(s.agent_failure).inc()
+        frames = s.frames
+        m.frames_total.labels(FROM_CALLER).inc(frames.from_caller)
+        m.frames_total.labels(TO_AGENT).inc(frames.to_agent)
+        m.frames_total.labels(FROM_AGENT).inc(frames.from_agent)
+        m.frames_total.labels(TO_CALLER).inc(frames.to_caller)
+        if s.bad_twilio_frames:
+            m.bad_frames_total.labels("twilio").inc(s.bad_twilio_frames)
+        if s.bad_agent_frames:
+            m.bad_frames_total.labels("agent").inc(s.bad_agent_frames)
+        m.interruptions_total.inc(s.interruptions)
+        m.dropped_audio_total.labels("stale").inc(s.stale_dropped)
+        m.dropped_audio_total.labels("backpressure").inc(s.shed_to_caller + s.shed_to_agent)
+        m.audio_bytes_total.labels("caller_to_agent").inc(s.bytes_in)
+        m.audio_bytes_total.labels("agent_to_caller").inc(s.bytes_out)
 
 
 class _CallerSide:
     """The Twilio socket's sink.  A bug while handling a message ends this call only."""
 
     def __init__(self, driver: CallDriver) -> None:
-        self.d = driver
+        self.driver = driver
 
     def on_text(self, text: str) -> None:
         try:
-            self.d.caller_text(text)
+            self.driver.caller_text(text)
         except Exception as e:
-            self.d._crashed("twilio-reader", e)
-            self.d.twilio.close(INTERNAL_ERROR)
+            self.driver._crashed("twilio-reader", e)
+            self.driver.twilio.close(INTERNAL_ERROR)
 
     def on_binary(self, data: bytes) -> None:
-        self.d.caller_binary()
+        self.driver.caller_binary()
 
     def on_writable(self) -> None:
-        self.d._pump()
+        self.driver._pump()
 
     def on_closed(self, code: int, reason: str) -> None:
-        self.d.caller_closed()
+        self.driver.caller_closed()
 
 
 class _AgentSide:
     """The agent socket's sink."""
 
     def __init__(self, driver: CallDriver) -> None:
-        self.d = driver
+        self.driver = driver
 
     def on_text(self, text: str | bytes) -> None:
         try:
-            self.d.agent_text(text)
+            self.driver.agent_text(text)
         except Exception as e:
-            self.d._crashed("agent-reader", e)
-            if self.d._agent is not None:
-                self.d._agent.close(INTERNAL_ERROR)
+            self.driver._crashed("agent-reader", e)
+            if self.driver._agent is not None:
+                self.driver._agent.close(INTERNAL_ERROR)
 
     def on_binary(self, data: bytes) -> None:
         self.on_text(data)  # the parser reads JSON from either frame type
 
     def on_writable(self) -> None:
-        self.d._pump()
+        self.driver._pump()
 
     def on_closed(self, code: int, reason: str) -> None:
-        self.d.agent_gone(code, reason)
+        self.driver.agent_gone(code, reason)

@@ -26,7 +26,6 @@ import logging
 import time
 import typing
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -35,30 +34,27 @@ from starlette.websockets import WebSocket
 
 from bridge.call.actions import HANGUP, to_twiml
 from bridge.call.driver import CallDriver
-from bridge.call.services import (
+from bridge.call.services import CallServices
+from bridge.errors import BridgeError
+from bridge.http import (
     AFTER_STREAM_PATH,
     INBOUND_PATH,
     MEDIA_PATH,
     STATUS_PATH,
     STREAM_STATUS_PATH,
-    CallServices,
 )
-from bridge.edge.turns import turns
-from bridge.errors import BridgeError
+from bridge.http import signed_form as _signed_form
 from bridge.log import log_event
 from bridge.store.records import CallRecord, CallStatus
 from bridge.twilio import responses as twiml
 from bridge.twilio import stream_token
-from bridge.twilio.signature import is_valid, is_valid_ws_upgrade
+from bridge.twilio.signature import is_valid_ws_upgrade
 from bridge.twilio.status import status_update
 from bridge.ws.asgi_socket import AsgiSocket
 from bridge.ws.server import direct_socket
 
 logger = logging.getLogger("bridge.twilio")
 
-_FORM = "application/x-www-form-urlencoded"
-# Bodies larger than this take turns to be parsed and signed (bridge.edge.turns).
-_HEAVY_BODY = 8 * 1024
 _CALL_STATUSES = frozenset(typing.get_args(CallStatus))
 
 
@@ -81,75 +77,9 @@ def _xml(body: str) -> Response:
     return Response(body, media_type=twiml.TWIML_CONTENT_TYPE)
 
 
-async def signed_form(request: Request) -> dict[str, str] | Response:
-    """The form parameters of a Twilio webhook, or the error response to send instead.
-
-    Bounded before any work, with or without the edge in front (bridge.edge refuses
-    most of this earlier): at most ``server.max_body_bytes`` read, the fields counted
-    before parsing, the signature computed once.
-    """
+async def _form(request: Request) -> dict[str, str] | Response:
     services = _services(request)
-    path = request.url.path
-    if request.headers.get("content-type", "").split(";")[0].strip() != _FORM:
-        log_event(logger, "twilio.bad_request", logging.WARNING, path=path, problem="not a form")
-        return PlainTextResponse("expected application/x-www-form-urlencoded", 415)
-    server = services.config.server
-    raw = await _bounded_body(request, server.max_body_bytes)
-    if raw is None:
-        log_event(
-            logger,
-            "twilio.bad_request",
-            logging.WARNING,
-            path=path,
-            problem="body too large",
-            limit=server.max_body_bytes,
-        )
-        return PlainTextResponse("request body too large", 413)
-    if raw.count(b"&") >= server.max_form_fields:  # parse_qsl splits on "&" only
-        log_event(
-            logger,
-            "twilio.bad_request",
-            logging.WARNING,
-            path=path,
-            problem="too many form fields",
-            limit=server.max_form_fields,
-        )
-        return PlainTextResponse(f"more than {server.max_form_fields} form fields", 413)
-    if len(raw) > _HEAVY_BODY:  # Twilio's own are smaller: they never wait in this queue
-        await turns().turn()
-    params = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-    tw = services.config.twilio
-    if tw.signatures_enforced:
-        assert tw.auth_token is not None  # config refuses enforcement without a token
-        url = services.public(path) + (f"?{request.url.query}" if request.url.query else "")
-        if not is_valid(tw.auth_token, url, params, request.headers.get("x-twilio-signature")):
-            services.metrics.signature_failures_total.labels(path).inc()
-            log_event(
-                logger,
-                "twilio.signature_invalid",
-                logging.WARNING,
-                path=path,
-                call_sid=params.get("CallSid"),
-                signed_url=url,
-                has_signature="x-twilio-signature" in request.headers,
-            )
-            return PlainTextResponse("invalid X-Twilio-Signature", 403)
-    return params
-
-
-async def _bounded_body(request: Request, cap: int) -> bytes | None:
-    """The request body, or None once it is known to exceed ``cap`` (not read further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and (len(declared) > 18 or int(declared) > cap):
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await _signed_form(request, services.config, services.metrics)
 
 
 # --------------------------------------------------------------------------- voice webhook
@@ -157,7 +87,7 @@ async def _bounded_body(request: Request, cap: int) -> bytes | None:
 
 async def inbound(request: Request) -> Response:
     services = _services(request)
-    params = await signed_form(request)
+    params = await _form(request)
     if isinstance(params, Response):
         return params
     call_sid = params.get("CallSid", "")
@@ -231,7 +161,7 @@ async def inbound(request: Request) -> Response:
 async def after_stream(request: Request) -> Response:
     """Twilio asks what to do now that the stream is closed: the session decided."""
     services = _services(request)
-    params = await signed_form(request)
+    params = await _form(request)
     if isinstance(params, Response):
         return params
     call_sid = params.get("CallSid", "")
@@ -250,7 +180,7 @@ async def after_stream(request: Request) -> Response:
 
 async def call_status(request: Request) -> Response:
     services = _services(request)
-    params = await signed_form(request)
+    params = await _form(request)
     if isinstance(params, Response):
         return params
     call_sid, status = params.get("CallSid", ""), params.get("CallStatus", "")
@@ -276,7 +206,7 @@ async def call_status(request: Request) -> Response:
 
 
 async def stream_status(request: Request) -> Response:
-    params = await signed_form(request)
+    params = await _form(request)
     if isinstance(params, Response):
         return params
     event = params.get("StreamEvent", "")

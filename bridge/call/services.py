@@ -1,4 +1,9 @@
-"""The shared services every call uses, built once per app (``app.state.services``)."""
+"""The shared services every call uses (``app.state.services``).
+
+Built once, complete, by :func:`bridge.app.build_bridge` (the one place the bridge is
+wired) and frozen: nothing replaces a part of it afterwards, so what a call sees does
+not depend on the order other parts were set up in.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ from bridge.call.session import SessionSettings
 from bridge.call.tools import CallControl, ToolRegistry, default_tools
 from bridge.config import Config, ws_url_for
 from bridge.convai.client import AgentConnector
-from bridge.ops.metrics import Metrics
-from bridge.ops.upstream import UpstreamHealth
+from bridge.http import MEDIA_PATH
+from bridge.metrics import Metrics
+from bridge.platform.reachability import UpstreamHealth
 from bridge.routing import RoutingTable
 from bridge.store import Store
 from bridge.twilio.rest import TwilioRest
@@ -36,23 +42,19 @@ class CallWatcher(Protocol):
 
 CallWatch = Callable[[CallControl], CallWatcher]
 
-MEDIA_PATH = "/twilio/media"
-INBOUND_PATH = "/twilio/inbound"
-STATUS_PATH = "/twilio/status"
-STREAM_STATUS_PATH = "/twilio/stream-status"
-AFTER_STREAM_PATH = "/twilio/after-stream"
 
-
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class CallServices:
     config: Config
     routing: RoutingTable
     connector: AgentConnector
     settings: SessionSettings
     store: Store | None = None
+    # Built with the app, its session opened on first use and closed at shutdown.
     twilio_rest: TwilioRest | None = None
     tools: ToolRegistry = field(default_factory=default_tools)
     calls: LiveCalls = field(default_factory=LiveCalls)
+    # The voice webhook's (bridge.call.admission): drain, then the rest, in one chain.
     admission: Admission = field(default_factory=AdmitAll)
     # Asked again when a stream starts (bridge.call.stream_gate): the concurrency caps.
     stream_admission: StreamAdmission = field(default_factory=AdmitAll)

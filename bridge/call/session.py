@@ -13,8 +13,9 @@ Inputs (methods; each may change state)::
     agent_message(msg)       a parsed conversation frame (incl. UnknownMessage)
     agent_garbage(err)       a conversation frame that did not parse
     agent_closed(code, why)  the conversation socket closed, or never opened
-    timer_fired(name)        a StartTimer ran out (``agent_idle``: the agent watchdog,
-                             ``stall``: the caller-stream watchdog)
+    timer_fired(timer)       a StartTimer ran out (a :class:`~bridge.call.actions.Timer`:
+                             ``AGENT_IDLE`` the agent watchdog, ``STALL`` the
+                             caller-stream watchdog…)
     tool_finished(id, …)     a RunTool completed
     request_end(reason, …)   a tool, the admin API or shutdown ends the call
 
@@ -80,18 +81,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from time import perf_counter
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 from bridge.audio.formats import parse_format
 from bridge.audio.transcoder import Transcoder, agent_to_caller, caller_to_agent
+from bridge.b64 import decode_strict
 from bridge.call.actions import (
     HANGUP,
     Action,
     Apology,
     CallerDtmf,
+    CallSummary,
     CancelTimer,
     CloseAgent,
     ConnectAgent,
@@ -99,8 +101,10 @@ from bridge.call.actions import (
     EndReason,
     EndStream,
     Finished,
+    FrameCounts,
     RunTool,
     StartTimer,
+    Timer,
     Transfer,
     UpdateRecord,
 )
@@ -111,7 +115,6 @@ from bridge.config import Config
 from bridge.convai import messages as convai
 from bridge.errors import AudioFormatError, ConvaiProtocolError, TwilioProtocolError
 from bridge.log import log_event
-from bridge.ops.metrics import TRANSCODE_SAMPLE_EVERY
 from bridge.twilio import media as twilio
 from bridge.twilio.stream_token import TOKEN_PARAMETER
 
@@ -121,7 +124,6 @@ ULAW_BYTES_PER_MS = 8
 NORMAL_CLOSE = 1000
 POLICY_VIOLATION = 1008  # the close code of a refused stream
 _CLAIMED_CHARS = 64  # attacker-controlled values of a refused start, as logged
-_SAMPLE_AT = TRANSCODE_SAMPLE_EVERY // 2  # not the first frame: it pays for set-up
 
 
 class State(enum.Enum):
@@ -191,8 +193,21 @@ class Stats:
 
 
 Resolve = Callable[[Mapping[str, str]], CallPlan | None]
-# (direction, seconds per 20 ms frame) for 1 frame in TRANSCODE_SAMPLE_EVERY.
-TranscodeSample = Callable[[str, float], None]
+
+
+class Transcoding(Protocol):
+    """What the session asks of a transcoder (:class:`~bridge.audio.transcoder.Transcoder`
+    or what the driver wraps it in)."""
+
+    def process(self, data: bytes) -> bytes: ...
+    def process_b64(self, payload_b64: str) -> str: ...
+    def flush(self) -> bytes: ...
+    def reset(self) -> None: ...
+
+
+# (caller → agent, agent → caller) → what the session uses instead (the driver's timing
+# sampler, bridge.call.sampling); each direction's object is used for that direction only.
+WrapTranscoders = Callable[[Transcoder, Transcoder], tuple[Transcoding, Transcoding]]
 
 
 class CallSession:
@@ -204,7 +219,7 @@ class CallSession:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        on_transcode: TranscodeSample | None = None,
+        wrap_transcoders: WrapTranscoders | None = None,
         check: StreamCheck | None = None,
     ):
         self.settings = settings
@@ -213,7 +228,7 @@ class CallSession:
         self._tools = tools
         self._clock = clock
         self._wall = wall
-        self._on_transcode = on_transcode
+        self._wrap_transcoders = wrap_transcoders
 
         self.state = State.AWAITING_START
         self.reason: EndReason | None = None
@@ -234,8 +249,8 @@ class CallSession:
         self._actions: list[Action] = []
         self._agent: Literal["none", "connecting", "open", "closed"] = "none"
         self._caller_gone = False
-        self._in: Transcoder | None = None
-        self._out: Transcoder | None = None
+        self._in: Transcoding | None = None
+        self._out: Transcoding | None = None
         self._early: deque[str] = deque()  # caller payloads (base64 mu-law) before ACTIVE
         self._early_bytes = 0
         self._interrupted_id = -1
@@ -251,7 +266,7 @@ class CallSession:
         self._stall_seen = -1  # frames_from_caller at the previous stall tick
         self._stall_quiet_ticks = 0
 
-        self._act(StartTimer("start", settings.start_timeout_s))
+        self._act(StartTimer(Timer.START, settings.start_timeout_s))
 
     # ------------------------------------------------------------------ outputs
 
@@ -320,7 +335,7 @@ class CallSession:
         self._finish()
 
     def _on_start(self, start: twilio.StartBody) -> None:
-        self._act(CancelTimer("start"))
+        self._act(CancelTimer(Timer.START))
         self._started_at = self._clock()
         verdict = None
         if self._check is not None:
@@ -383,7 +398,7 @@ class CallSession:
         self._agent = "connecting"
         self._act(ConnectAgent(plan.agent_id))
         if self.settings.stream_stall_timeout_s > 0:
-            self._act(StartTimer("stall", self.settings.stream_stall_timeout_s / 2))
+            self._act(StartTimer(Timer.STALL, self.settings.stream_stall_timeout_s / 2))
 
     def _refuse(self, start: twilio.StartBody, reason: str) -> None:
         """End a start nobody vouches for: close 1008, adopt none of its claims."""
@@ -410,22 +425,13 @@ class CallSession:
     def _forward_caller_audio(self, payload: str) -> None:
         assert self._in is not None
         st = self.stats
-        sample = (
-            self._on_transcode is not None
-            and st.frames_to_agent % TRANSCODE_SAMPLE_EVERY == _SAMPLE_AT
-        )
-        t0 = perf_counter() if sample else 0.0
         try:
             out = self._in.process_b64(payload)
             if out is payload:  # passthrough: still check it, or the agent drops the call
-                binascii.a2b_base64(payload, strict_mode=True)
+                decode_strict(payload)
         except (binascii.Error, ValueError, AudioFormatError) as e:
             self.caller_garbage(TwilioProtocolError(f"media payload: {e}"))
             return
-        if sample and payload:
-            assert self._on_transcode is not None
-            frames = _decoded_len(payload) / 160  # 20 ms of mu-law
-            self._on_transcode("caller_to_agent", (perf_counter() - t0) / max(frames, 0.05))
         st.frames_to_agent += 1
         self.to_agent.push(convai.user_audio_chunk_frame(out))
         if self.to_agent.stalled and self.state is not State.ENDED:  # (frames.py)
@@ -527,7 +533,7 @@ class CallSession:
         if self.state is State.ENDING:
             if self._settling:  # nothing more can come: stop waiting for quiet
                 self._settling = False
-                self._act(CancelTimer("settle"))
+                self._act(CancelTimer(Timer.SETTLE))
             self._maybe_finish()
         elif code == NORMAL_CLOSE and was_active:
             self.request_end(EndReason.AGENT_ENDED)
@@ -542,18 +548,22 @@ class CallSession:
             return
         self.conversation_id = ev.conversation_id
         try:
-            self._in = caller_to_agent(parse_format(ev.user_input_audio_format))
-            self._out = agent_to_caller(parse_format(ev.agent_output_audio_format))
+            to_agent = caller_to_agent(parse_format(ev.user_input_audio_format))
+            to_caller = agent_to_caller(parse_format(ev.agent_output_audio_format))
         except AudioFormatError as e:
             self._agent_failed(f"unusable audio format: {e}", "bad_format")
             return
+        if self._wrap_transcoders is not None:
+            self._in, self._out = self._wrap_transcoders(to_agent, to_caller)
+        else:
+            self._in, self._out = to_agent, to_caller
         self.stats.audio_formats = {
             "input": ev.user_input_audio_format,
             "output": ev.agent_output_audio_format,
         }
         self.state = State.ACTIVE
         if self.settings.agent_idle_timeout_s > 0:
-            self._act(StartTimer("agent_idle", self.settings.agent_idle_timeout_s))
+            self._act(StartTimer(Timer.AGENT_IDLE, self.settings.agent_idle_timeout_s))
         self._act(UpdateRecord({"conversation_id": self.conversation_id}))
         self._log(
             "call.agent_ready",
@@ -574,23 +584,15 @@ class CallSession:
         if self._out is None:
             self.agent_garbage(ConvaiProtocolError("audio before conversation_initiation_metadata"))
             return
-        sample = (
-            self._on_transcode is not None
-            and st.frames_from_agent % TRANSCODE_SAMPLE_EVERY == _SAMPLE_AT
-        )
-        t0 = perf_counter() if sample else 0.0
         try:
-            pcm = binascii.a2b_base64(ev.audio_base_64, strict_mode=True)
+            pcm = decode_strict(ev.audio_base_64)
             ulaw = self._out.process(pcm)
         except (binascii.Error, ValueError, AudioFormatError) as e:
             self.agent_garbage(ConvaiProtocolError(f"audio event {ev.event_id}: {e}"))
             return
-        if sample and ulaw:
-            assert self._on_transcode is not None
-            self._on_transcode("agent_to_caller", (perf_counter() - t0) * 160 / len(ulaw))
         self._send_caller_audio(ulaw, f"audio-{ev.event_id}")
         if self._settling:  # the agent is still talking: restart the quiet period
-            self._act(StartTimer("settle", self.settings.end_call_settle_s))
+            self._act(StartTimer(Timer.SETTLE, self.settings.end_call_settle_s))
 
     def _on_interruption(self, event_id: int) -> None:
         self.stats.interruptions += 1
@@ -683,23 +685,23 @@ class CallSession:
 
     # ------------------------------------------------------------------ timers
 
-    def timer_fired(self, name: str) -> None:
-        if name == "start" and self.state is State.AWAITING_START:
+    def timer_fired(self, name: Timer) -> None:
+        if name is Timer.START and self.state is State.AWAITING_START:
             self._log("call.no_start", logging.WARNING)
             self.request_end(EndReason.NO_START, HANGUP, wait_for_playout=False)
-        elif name == "settle" and self._settling:
+        elif name is Timer.SETTLE and self._settling:
             self._settling = False
             self._maybe_finish()
-        elif name == "goodbye" and self.state is State.ENDING:
+        elif name is Timer.GOODBYE and self.state is State.ENDING:
             self._log("call.goodbye_timeout", logging.WARNING, pending_marks=self.pending_marks)
             self._finish()
-        elif name == "stall" and self.state in (State.CONNECTING_AGENT, State.ACTIVE):
+        elif name is Timer.STALL and self.state in (State.CONNECTING_AGENT, State.ACTIVE):
             self._stall_tick()
-        elif name == "agent_idle" and self._agent == "open" and self.state is State.ACTIVE:
+        elif name is Timer.AGENT_IDLE and self._agent == "open" and self.state is State.ACTIVE:
             quiet = self._clock() - self._agent_heard_at
             limit = self.settings.agent_idle_timeout_s
             if quiet < limit:  # heard meanwhile: check again when it could run out
-                self._act(StartTimer("agent_idle", limit - quiet))
+                self._act(StartTimer(Timer.AGENT_IDLE, limit - quiet))
             else:
                 self._agent_failed(f"no frame from the agent for {quiet:.1f} s", "idle_timeout")
 
@@ -712,7 +714,7 @@ class CallSession:
             self._log("call.stream_stalled", logging.WARNING, timeout_s=limit, frames=seen)
             self.request_end(EndReason.STREAM_STALLED, HANGUP, wait_for_playout=False)
             return
-        self._act(StartTimer("stall", limit / 2))
+        self._act(StartTimer(Timer.STALL, limit / 2))
 
     # ------------------------------------------------------------------ ending
 
@@ -742,10 +744,10 @@ class CallSession:
         if not waiting:
             self._finish()
             return
-        self._act(StartTimer("goodbye", self.settings.goodbye_timeout_s))
+        self._act(StartTimer(Timer.GOODBYE, self.settings.goodbye_timeout_s))
         if self._agent == "open":  # the agent may still be sending its last words
             self._settling = True
-            self._act(StartTimer("settle", self.settings.end_call_settle_s))
+            self._act(StartTimer(Timer.SETTLE, self.settings.end_call_settle_s))
         self._maybe_finish()
 
     def _agent_failed(self, why: str, kind: str) -> None:
@@ -783,8 +785,8 @@ class CallSession:
         self.state = State.ENDED
         reason = self.reason or EndReason.CALLER_HANGUP
         self.reason = reason
-        for name in ("start", "settle", "goodbye", "agent_idle", "stall"):
-            self._act(CancelTimer(name))
+        for timer in Timer:
+            self._act(CancelTimer(timer))
         self._settling = False
         if self._agent in ("connecting", "open"):
             self._agent = "closed"
@@ -792,7 +794,7 @@ class CallSession:
         if reason is EndReason.STREAM_REFUSED:  # nothing in the claimed call's name
             self._act(EndStream(HANGUP, close_code=POLICY_VIOLATION))
             summary = self.summary()
-            self._log("call.summary", **summary)
+            self._log("call.summary", **summary.log_fields())
             self._act(Finished(reason, summary))
             return
         if not self._caller_gone:
@@ -803,56 +805,56 @@ class CallSession:
                 {
                     "status": "completed",
                     "ended_at": self._wall(),
-                    "duration_s": summary["duration_s"],
+                    "duration_s": summary.duration_s,
                     "end_reason": reason.value,
                     "bytes_in": self.stats.bytes_in,
                     "bytes_out": self.stats.bytes_out,
                     "interruptions": self.stats.interruptions,
-                    "first_audio_ms": summary["first_audio_ms"],
+                    "first_audio_ms": summary.first_audio_ms,
                     "transfer_target": self.disposition.number
                     if isinstance(self.disposition, Transfer)
                     else None,
                 }
             )
         )
-        self._log("call.summary", **summary)
+        self._log("call.summary", **summary.log_fields())
         self._act(Finished(reason, summary))
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> CallSummary:
         st = self.stats
         now = self._clock()
         started = self._started_at
         first = self._first_audio_at
-        return {
-            "end_reason": (self.reason or EndReason.CALLER_HANGUP).value,
-            "refused": self.refused,
-            "then": _describe(self.disposition) if not self._caller_gone else None,
-            "duration_s": round(now - (started if started is not None else self._created_at), 3),
-            "bytes_in": st.bytes_in,
-            "bytes_out": st.bytes_out,
-            "interruptions": st.interruptions,
-            "first_audio_ms": round((first - started) * 1000, 1)
+        return CallSummary(
+            end_reason=(self.reason or EndReason.CALLER_HANGUP).value,
+            refused=self.refused,
+            then=_describe(self.disposition) if not self._caller_gone else None,
+            duration_s=round(now - (started if started is not None else self._created_at), 3),
+            bytes_in=st.bytes_in,
+            bytes_out=st.bytes_out,
+            interruptions=st.interruptions,
+            first_audio_ms=round((first - started) * 1000, 1)
             if first is not None and started is not None
             else None,
-            "stale_dropped": st.stale_dropped,
-            "shed_to_caller": self.to_twilio.dropped,
-            "shed_to_agent": self.to_agent.dropped,
-            "early_dropped": st.early_dropped,
-            "bad_twilio_frames": st.bad_twilio,
-            "bad_agent_frames": st.bad_agent,
-            "tool_calls": st.tool_calls,
-            "frames": {
-                "from_caller": st.frames_from_caller,
-                "to_agent": st.frames_to_agent,
-                "from_agent": st.frames_from_agent,
-                "to_caller": st.frames_to_caller,
-            },
-            "agent_failure": st.agent_failure,
-            "ping_ms": st.ping_ms,
-            "ping_ms_max": st.ping_ms_max,
-            "sequence_gaps": self._stream.gaps,
-            "formats": st.audio_formats or None,
-        }
+            stale_dropped=st.stale_dropped,
+            shed_to_caller=self.to_twilio.dropped,
+            shed_to_agent=self.to_agent.dropped,
+            early_dropped=st.early_dropped,
+            bad_twilio_frames=st.bad_twilio,
+            bad_agent_frames=st.bad_agent,
+            tool_calls=st.tool_calls,
+            frames=FrameCounts(
+                from_caller=st.frames_from_caller,
+                to_agent=st.frames_to_agent,
+                from_agent=st.frames_from_agent,
+                to_caller=st.frames_to_caller,
+            ),
+            agent_failure=st.agent_failure,
+            ping_ms=st.ping_ms,
+            ping_ms_max=st.ping_ms_max,
+            sequence_gaps=self._stream.gaps,
+            formats=st.audio_formats or None,
+        )
 
     # ------------------------------------------------------------------ helpers
 

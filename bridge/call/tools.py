@@ -32,6 +32,12 @@ from bridge.log import log_event
 logger = logging.getLogger("bridge.call.tools")
 
 
+# The telephony client tools (bridge.telephony.tools runs them; the admin API's agent
+# template declares them to the platform): named here, below both.
+TRANSFER_TOOL = "transfer_call"
+DTMF_TOOL = "send_dtmf"
+
+
 class CallControl(Protocol):
     """What a tool (or the admin API) may do to a live call."""
 

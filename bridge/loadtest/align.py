@@ -69,19 +69,19 @@ class _Growable:
 
     def __init__(self, dtype: str, capacity: int = 4096) -> None:
         self._buf = np.empty(capacity, dtype=dtype)
-        self.n = 0
+        self.size = 0
 
     def extend(self, values: np.ndarray) -> None:
-        need = self.n + values.size
+        need = self.size + values.size
         if need > self._buf.size:
             grown = np.empty(max(need, 2 * self._buf.size), dtype=self._buf.dtype)
-            grown[: self.n] = self._buf[: self.n]
+            grown[: self.size] = self._buf[: self.size]
             self._buf = grown
-        self._buf[self.n : need] = values
-        self.n = need
+        self._buf[self.size : need] = values
+        self.size = need
 
     def view(self) -> np.ndarray:
-        return self._buf[: self.n]
+        return self._buf[: self.size]
 
 
 def _search(template: np.ndarray, segment: np.ndarray) -> tuple[int, float]:
@@ -179,7 +179,7 @@ class EchoAligner:
         if not self._queued:
             return
         sizes = np.fromiter((len(c) for c in self._queued), dtype="<i8", count=len(self._queued))
-        self._chunk_end.extend(self._heard.n + np.cumsum(sizes))
+        self._chunk_end.extend(self._heard.size + np.cumsum(sizes))
         self._chunk_t.extend(np.asarray(self._queued_t, dtype="<f8"))
         self._heard.extend(ulaw_to_linear(b"".join(self._queued)))
         self._queued.clear()
@@ -188,7 +188,7 @@ class EchoAligner:
 
     @property
     def heard_samples(self) -> int:
-        return self._heard.n + self._queued_bytes
+        return self._heard.size + self._queued_bytes
 
     # ------------------------------------------------------------------ matching
 

@@ -1,4 +1,4 @@
-"""From what the synthetic caller recorded to one :class:`CallRecord` (pure).
+"""From what the synthetic caller recorded to one :class:`CallMeasurement` (pure).
 
 The caller (``bridge.emulator.twilio``) records everything in call-time seconds since
 its own ``t0``; this module converts to the run's clock, feeds the echo aligner as the
@@ -19,14 +19,14 @@ from __future__ import annotations
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult, StreamRecord
 from bridge.loadtest.align import EchoAligner
-from bridge.loadtest.model import CallOutcome, CallRecord
-from bridge.loadtest.scenario import CallPlan
+from bridge.loadtest.model import CallMeasurement, CallOutcome
+from bridge.loadtest.scenario import PlannedCall
 
 
 class CallMeter:
     """Live measurement of one call; ``poll`` as often as wanted, ``finish`` once."""
 
-    def __init__(self, plan: CallPlan, phase: int, run_t0: float) -> None:
+    def __init__(self, plan: PlannedCall, phase: int, run_t0: float) -> None:
         self.plan = plan
         self.phase = phase
         self.run_t0 = run_t0
@@ -77,7 +77,7 @@ class CallMeter:
         lat = sorted(self.aligner.latencies)
         return lat[min(len(lat) - 1, max(0, -(-99 * len(lat) // 100) - 1))] * 1000
 
-    def finish(self, result: CallResult, reason_if_cut: str | None = None) -> CallRecord:
+    def finish(self, result: CallResult, reason_if_cut: str | None = None) -> CallMeasurement:
         """The call's record; ``reason_if_cut`` when the runner had to cancel it."""
         self.poll(result)
         echo = None
@@ -109,7 +109,7 @@ class CallMeter:
             if result.ended_at is not None
             else (stream.ended_at if stream is not None and stream.ended_at is not None else 0.0)
         )
-        return CallRecord(
+        return CallMeasurement(
             index=self.plan.index,
             phase=self.phase,
             scenario=self.plan.scenario,

@@ -34,7 +34,7 @@ class CallOutcome(enum.Enum):
     DROPPED = "dropped"  # the stream ended before the caller hung up, or broke mid-call
 
 
-class CallRecord(msgspec.Struct, frozen=True):
+class CallMeasurement(msgspec.Struct, frozen=True):
     """What one call measured.  Times are seconds on the run's clock (0 = run start)."""
 
     index: int
@@ -158,7 +158,7 @@ def aggregate(
     phase: int,
     agent_format: str,
     calls_requested: int,
-    records: list[CallRecord],
+    records: list[CallMeasurement],
     latencies_s: np.ndarray,
     window: tuple[float, float],
     *,

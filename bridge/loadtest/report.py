@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from bridge.loadtest.model import CallRecord, PhaseFigures
+from bridge.loadtest.model import CallMeasurement, PhaseFigures
 from bridge.loadtest.params import Params
 from bridge.loadtest.procstat import ProcSample
 from bridge.loadtest.stats import percentile
@@ -66,7 +66,7 @@ class Report(msgspec.Struct, frozen=True):
     phases: list[PhaseFigures]
     histograms: list[Histogram]
     timeline: list[TimelinePoint]
-    calls: list[CallRecord]
+    calls: list[CallMeasurement]
 
 
 def versions() -> dict[str, str]:

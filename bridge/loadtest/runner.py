@@ -30,13 +30,13 @@ import httpx
 import numpy as np
 from rich.console import Console
 
-from bridge.call.services import INBOUND_PATH, STATUS_PATH
 from bridge.emulator.twilio.caller import CallSpec, SyntheticCall
 from bridge.emulator.twilio.records import CallResult
 from bridge.errors import InputError
+from bridge.http import INBOUND_PATH, STATUS_PATH
 from bridge.loadtest.display import ProgressView, print_summary
 from bridge.loadtest.measure import CallMeter, classify
-from bridge.loadtest.model import CallOutcome, CallRecord, PhaseFigures, aggregate
+from bridge.loadtest.model import CallMeasurement, CallOutcome, PhaseFigures, aggregate
 from bridge.loadtest.params import Params
 from bridge.loadtest.plot import write_png
 from bridge.loadtest.procstat import ProcSample, fetch_metrics, read_proc, usage
@@ -51,7 +51,7 @@ from bridge.loadtest.report import (
     versions,
     write_json,
 )
-from bridge.loadtest.scenario import CallPlan, build_plan, scenario_for
+from bridge.loadtest.scenario import PlannedCall, build_plan, scenario_for
 from bridge.loadtest.stack import Target, started_stack
 from bridge.loadtest.stats import percentile
 
@@ -140,7 +140,7 @@ class Runner:
     async def _call(
         self,
         ph: _Phase,
-        plan: CallPlan,
+        plan: PlannedCall,
         at: float,
         deadline: float,
         target: Target,
@@ -276,7 +276,7 @@ class Runner:
         t1 = _now(self.run_t0)
         await samples.sample()
         # Calls are over: now the heavy part of the analysis.
-        records: list[CallRecord] = []
+        records: list[CallMeasurement] = []
         lat_parts: list[np.ndarray] = []
         sent_parts: list[np.ndarray] = []
         for meter, result, cut in sorted(ph.done, key=lambda d: d[0].plan.index):
@@ -306,7 +306,7 @@ class Runner:
 
     async def run(self, target_cm: contextlib.AbstractAsyncContextManager[Target]) -> Report:
         p = self.params
-        self._records: list[CallRecord] = []
+        self._records: list[CallMeasurement] = []
         self._latencies: list[tuple[int, np.ndarray, np.ndarray]] = []
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         load_start = loadavg()

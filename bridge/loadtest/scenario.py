@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from bridge.audio.g711 import ulaw_encode
-from bridge.emulator.twilio.script import BargeIn, CallScript, HangUp, Pause, Talk, WaitForAgent
+from bridge.emulator.twilio.script import (
+    BargeIn,
+    CallerHangsUp,
+    CallScript,
+    Pause,
+    Talk,
+    WaitForAgent,
+)
 from bridge.loadtest.probe import Probe, band_noise, make_probe
 
 BEHAVIOURS: dict[str, dict[str, Any]] = {
@@ -45,7 +52,7 @@ def scenario_for(index: int, scenario: str) -> str:
 
 
 @dataclass(frozen=True)
-class CallPlan:
+class PlannedCall:
     index: int
     scenario: str  # loopback | echo | barge-in (never mixed)
     agent_format: str
@@ -67,7 +74,7 @@ def build_plan(
     seed: int,
     tone_s: float = 1.0,
     tail_s: float = 0.6,
-) -> CallPlan:
+) -> PlannedCall:
     kind = scenario_for(index, scenario)
     call_seed = seed * 1_000_003 + index
     safety = duration_s + 30.0
@@ -75,12 +82,12 @@ def build_plan(
         tone = min(tone_s, max(0.0, duration_s - tail_s - 1.0))
         probe = make_probe(max(1.0, duration_s - tail_s - tone), tone, call_seed)
         script = CallScript.of(
-            Talk(probe.ulaw, "probe"), Pause(tail_s), HangUp(), max_duration_s=safety
+            Talk(probe.ulaw, "probe"), Pause(tail_s), CallerHangsUp(), max_duration_s=safety
         )
-        return CallPlan(index, kind, agent_format, script, probe)
+        return PlannedCall(index, kind, agent_format, script, probe)
     burst = _burst(call_seed)
     turns = math.ceil(duration_s / BURST_S) + 1
-    steps: list[Talk | WaitForAgent | BargeIn | Pause | HangUp]
+    steps: list[Talk | WaitForAgent | BargeIn | Pause | CallerHangsUp]
     if kind == "echo":
         steps = []
         for _ in range(turns):
@@ -88,4 +95,4 @@ def build_plan(
     else:
         steps = [BargeIn(burst, after_s=BARGE_AFTER_S, timeout_s=5.0) for _ in range(turns)]
     script = CallScript.of(*steps, hangup_at=duration_s, max_duration_s=safety)
-    return CallPlan(index, kind, agent_format, script, None)
+    return PlannedCall(index, kind, agent_format, script, None)

@@ -36,7 +36,7 @@ from bridge.call.admission import Admission, AdmitAll, Refusal
 from bridge.call.registry import LiveCalls
 from bridge.config import OpsConfig
 from bridge.log import log_event
-from bridge.ops.metrics import Metrics
+from bridge.metrics import Metrics
 
 logger = logging.getLogger("bridge.ops")
 

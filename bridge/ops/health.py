@@ -32,8 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.config import TwilioConfig
-from bridge.ops.metrics import Metrics
-from bridge.ops.upstream import UpstreamHealth
+from bridge.metrics import Metrics
+from bridge.platform.reachability import UpstreamHealth
 from bridge.store import Store
 
 HEALTHZ_PATH, READYZ_PATH, METRICS_PATH = "/healthz", "/readyz", "/metrics"

@@ -1,9 +1,9 @@
 """Operations of one app, in one object (``app.state.ops``): drain, readiness, metrics.
 
-:func:`bridge.app.create_app` builds it and plugs it in:
+:func:`bridge.app.build_bridge` builds it beside the call services:
 
-* ``services.admission`` becomes the :class:`~bridge.ops.drain.Drain` wrapping the
-  admission it was given (the telephony caps then wrap the drain and ask it first);
+* its :class:`~bridge.ops.drain.Drain` is the first link of the webhook's admission
+  (built there too, and handed in here);
 * ``/healthz``, ``/readyz``, ``/metrics`` join the app's routes (:func:`routes`);
 * :meth:`lifespan` binds the scrape-time gauges to the running loop and runs the
   upstream probe (:mod:`bridge.ops.upstream`) and the event-loop lag monitor
@@ -32,14 +32,17 @@ from bridge.platform.client import PlatformClient
 
 class Operations:
     def __init__(
-        self, cfg: OpsConfig, services: CallServices, platform: PlatformClient | None
+        self,
+        cfg: OpsConfig,
+        services: CallServices,
+        drain: Drain,
+        platform: PlatformClient | None,
     ) -> None:
         self.cfg = cfg
         self.services = services
         self.metrics = services.metrics
         self.upstream = services.upstream
-        self.drain = Drain(cfg, services.calls, services.metrics, inner=services.admission)
-        services.admission = self.drain
+        self.drain = drain
         self.probe: Probe | None = None
         if platform is not None:
             self.probe = lambda: platform.list_agents(page_size=1)

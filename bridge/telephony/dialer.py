@@ -20,15 +20,14 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-import msgspec
-
-from bridge.call.services import AFTER_STREAM_PATH, STREAM_STATUS_PATH, CallServices
+from bridge.admin.models import DialResult, OutboundCall
+from bridge.call.services import CallServices
 from bridge.errors import BridgeError, ConfigError, InputError
+from bridge.http import AFTER_STREAM_PATH, STREAM_STATUS_PATH
 from bridge.log import log_event
 from bridge.store.records import CallRecord
 from bridge.telephony.features import Telephony
 from bridge.telephony.outbound import (
-    OutboundCall,
     RateLimiter,
     check_twiml_size,
     resolve,
@@ -55,14 +54,6 @@ class RateLimited(InputError):
             f"retry in {retry_after_s:.2f} s",
             status=429,
         )
-
-
-class DialResult(msgspec.Struct, kw_only=True):
-    call_sid: str
-    status: str
-    to: str
-    from_: str = msgspec.field(name="from")
-    agent_id: str
 
 
 class Dialer:

@@ -9,7 +9,7 @@
 ==================================  ====================================================
 
 The Twilio callbacks are signature-checked exactly like the call bridge's own
-(:func:`bridge.call.endpoints.signed_form`).
+(:func:`bridge.http.signed_form`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.admin.decode import check_unknown_params, decode_body
-from bridge.admin.routes import error_response, json_response
-from bridge.call.endpoints import signed_form
+from bridge.admin.models import OutboundCall
 from bridge.errors import BridgeError
+from bridge.http import error_response, json_response, signed_form
 from bridge.log import log_event
 from bridge.telephony.dialer import AMD_PATH, OUTBOUND_STATUS_PATH, Dialer, RateLimited
 from bridge.telephony.features import Telephony
-from bridge.telephony.outbound import OutboundCall
 from bridge.telephony.voicemail import ANSWERED_BY
 from bridge.twilio.status import FINAL_STATUSES, status_update
 
@@ -39,6 +38,10 @@ class TelephonyEndpoints:
     def __init__(self, telephony: Telephony, dialer: Dialer):
         self.telephony = telephony
         self.dialer = dialer
+
+    async def _form(self, request: Request) -> dict[str, str] | Response:
+        services = self.dialer.services
+        return await signed_form(request, services.config, services.metrics)
 
     def twilio_routes(self) -> list[BaseRoute]:
         return [
@@ -61,7 +64,7 @@ class TelephonyEndpoints:
         return json_response(result, 201)
 
     async def outbound_status(self, request: Request) -> Response:
-        params = await signed_form(request)
+        params = await self._form(request)
         if isinstance(params, Response):
             return params
         sid, reported = params.get("CallSid", ""), params.get("CallStatus", "")
@@ -90,7 +93,7 @@ class TelephonyEndpoints:
         return Response(status_code=204)
 
     async def amd(self, request: Request) -> Response:
-        params = await signed_form(request)
+        params = await self._form(request)
         if isinstance(params, Response):
             return params
         sid, value = params.get("CallSid", ""), params.get("AnsweredBy", "")

@@ -1,16 +1,17 @@
 """The telephony features of a running bridge, and their per-call companion.
 
-:class:`Telephony` is built once per app from the config and plugged into the call
-services with :meth:`Telephony.install`:
+:class:`Telephony` is built once per app from the config, before the call services
+(:func:`bridge.app.build_bridge` wires what it offers into them):
 
-* the client tools ``transfer_call`` / ``send_dtmf`` go into the tool registry;
-* :class:`~bridge.telephony.capacity.CapacityAdmission` wraps the webhook's admission
-  and is the stream-start admission (concurrency caps);
-* ``on_keypad`` gets the caller's keypad digits;
-* ``watch`` makes a :class:`CallFeatures` for every call whose stream has started.
+* ``tools``: the client tools ``transfer_call`` / ``send_dtmf``, for the tool registry;
+* ``capacity``: :class:`~bridge.telephony.capacity.CapacityAdmission`, the last link of
+  the webhook's admission and the stream-start admission (concurrency caps);
+* :meth:`Telephony.on_keypad` gets the caller's keypad digits;
+* :meth:`Telephony.watch` makes a :class:`CallFeatures` for every call whose stream
+  has started.
 
 :class:`CallFeatures` is the asyncio adapter over the pure watchers of
-:mod:`bridge.telephony.limits` and :mod:`bridge.telephony.dtmf_in`: one loop timer,
+:mod:`bridge.telephony.limits` and :mod:`bridge.telephony.keypad`: one loop timer,
 always armed for the earliest deadline among them (duration warning, duration end,
 silence end, keypad entry pause).  It hears every caller media payload (the silence
 watch measures its level), every keypad digit, and the end of the call, when it writes
@@ -38,8 +39,8 @@ from typing import Any
 
 from bridge.audio.g711 import ulaw_decode
 from bridge.call.actions import HANGUP, Apology, EndReason
+from bridge.call.admission import Admission
 from bridge.call.registry import LiveCalls
-from bridge.call.services import CallServices
 from bridge.call.tools import CallControl
 from bridge.config import TelephonyConfig
 from bridge.convai.messages import ContextualUpdate, UserMessage
@@ -48,13 +49,13 @@ from bridge.log import log_event
 from bridge.store import Store
 from bridge.telephony import voicemail
 from bridge.telephony.capacity import CapacityAdmission
-from bridge.telephony.dtmf_in import KeypadCollector, KeypadMessage, KeypadPolicy
+from bridge.telephony.keypad import KeypadCollector, KeypadMessage, KeypadPolicy
 from bridge.telephony.limits import (
     DurationLimit,
     DurationWarning,
     LimitReached,
     SilenceWatch,
-    level_dbfs,
+    rms_dbfs,
 )
 from bridge.telephony.tools import TelephonyTools
 
@@ -71,7 +72,7 @@ class CallFeatures:
     """Limits and keypad for one live call (see the module docstring)."""
 
     def __init__(self, telephony: Telephony, call: CallControl):
-        self.t = telephony
+        self.telephony = telephony
         self.call = call
         cfg = telephony.cfg
         now = telephony.clock()
@@ -92,7 +93,7 @@ class CallFeatures:
         self._arm()
 
     def _since(self) -> float:
-        return round(self.t.clock() - self.started_at, 3)
+        return round(self.telephony.clock() - self.started_at, 3)
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -104,11 +105,11 @@ class CallFeatures:
             pcm = ulaw_decode(binascii.a2b_base64(payload_b64))
         except (binascii.Error, ValueError):
             return  # the session counts malformed payloads
-        self.silence.heard(level_dbfs(pcm), self.t.clock())
+        self.silence.heard(rms_dbfs(pcm), self.telephony.clock())
 
     def keypad_digit(self, digit: str) -> None:
         try:
-            messages = self.keypad.press(digit, self.t.clock())
+            messages = self.keypad.press(digit, self.telephony.clock())
         except InputError as e:
             log_event(
                 logger,
@@ -118,14 +119,14 @@ class CallFeatures:
                 error=str(e),
             )
             return
-        if self.t.cfg.store_digits:
+        if self.telephony.cfg.store_digits:
             self.events.append({"at": self._since(), "event": "dtmf", "digit": digit})
         self._deliver(messages)
         self._arm()
 
     def answered_by(self, value: str) -> None:
-        t = self.t.cfg
-        decision = voicemail.decide(value, t.voicemail_action, t.voicemail_message)
+        cfg = self.telephony.cfg
+        decision = voicemail.decide(value, cfg.voicemail_action, cfg.voicemail_message)
         self.events.append({"at": self._since(), "event": "answered_by", "value": value})
         log_event(
             logger,
@@ -134,7 +135,7 @@ class CallFeatures:
             answered_by=value,
             action=type(decision).__name__,
         )
-        if isinstance(decision, voicemail.HangUp):
+        if isinstance(decision, voicemail.Disconnect):
             self.call.end_call(EndReason.VOICEMAIL, HANGUP, wait_for_playout=False)
         elif isinstance(decision, voicemail.PlayMessage):
             self.call.end_call(EndReason.VOICEMAIL, Apology(decision.text), wait_for_playout=False)
@@ -149,9 +150,13 @@ class CallFeatures:
             self._timer.cancel()
             self._timer = None
         for m in self.keypad.flush():  # nobody to tell now; keep it in the record
-            entry = {"digits": m.digits} if self.t.cfg.store_digits else {"count": len(m.digits)}
+            entry = (
+                {"digits": m.digits}
+                if self.telephony.cfg.store_digits
+                else {"count": len(m.digits)}
+            )
             self.events.append({"at": self._since(), "event": "dtmf_unsent", **entry})
-        self.t.call_ended(self)
+        self.telephony.call_ended(self)
 
     # -- timer -------------------------------------------------------------------------
 
@@ -170,7 +175,7 @@ class CallFeatures:
         deadline = self._deadline()
         if deadline is None or self._done:
             return
-        delay = max(0.0, deadline - self.t.clock())
+        delay = max(0.0, deadline - self.telephony.clock())
         self._timer = asyncio.get_running_loop().call_later(delay, self.poll)
 
     def poll(self) -> None:
@@ -178,7 +183,7 @@ class CallFeatures:
         self._timer = None
         if self._done:
             return
-        now = self.t.clock()
+        now = self.telephony.clock()
         self._deliver(self.keypad.poll(now))
         for ev in [*self.duration.poll(now), *self.silence.poll(now)]:
             if isinstance(ev, DurationWarning):
@@ -210,7 +215,7 @@ class CallFeatures:
 
     def _deliver(self, messages: list[KeypadMessage]) -> None:
         for m in messages:
-            if not self.t.cfg.store_digits:  # (stored, the digits are in "dtmf" events)
+            if not self.telephony.cfg.store_digits:  # (stored, the digits are in "dtmf" events)
                 self.events.append(
                     {
                         "at": self._since(),
@@ -245,25 +250,18 @@ class Telephony:
         calls: LiveCalls,
         store: Store | None = None,
         *,
+        admission: Admission | None = None,
         clock: Clock = time.monotonic,
     ):
+        """``admission``: what the caps ask first on a webhook (the drain)."""
         self.cfg = cfg
         self.calls = calls
         self.store = store
         self.clock = clock
         self.tools = TelephonyTools(cfg)
-        self.capacity = CapacityAdmission(cfg, calls, clock=clock)
+        self.capacity = CapacityAdmission(cfg, calls, admission, clock=clock)
         self.live: dict[str, CallFeatures] = {}
         self._amd: OrderedDict[str, str] = OrderedDict()
-
-    def install(self, services: CallServices) -> Telephony:
-        self.tools.register(services.tools)
-        self.capacity.inner = services.admission
-        services.admission = self.capacity
-        services.stream_admission = self.capacity
-        services.on_keypad = self.on_keypad
-        services.watch = self.watch
-        return self
 
     def watch(self, call: CallControl) -> CallFeatures:
         features = CallFeatures(self, call)

@@ -92,9 +92,10 @@ FULL_SCALE: Final = 32768.0
 _BIG_ENDIAN: Final = sys.byteorder == "big"
 
 
-def level_dbfs(pcm: npt.ArrayLike | bytes) -> float:
+def rms_dbfs(pcm: npt.ArrayLike | bytes) -> float:
     """RMS level of 16-bit samples (an array, or little-endian PCM bytes) relative to
-    full scale; -inf for digital silence.
+    full scale (a full-scale sine is -3 dBFS here, unlike
+    :func:`bridge.audio.signals.level_dbfs`); -inf for digital silence.
 
     Bytes take audioop's C ``rms`` (the per-frame hot path: ~1 µs instead of numpy's ~10).
     """
@@ -123,7 +124,7 @@ class SilenceWatch:
             self.last_voice = max(self.last_voice, now)
 
     def heard_pcm(self, pcm: npt.ArrayLike, now: float) -> None:
-        self.heard(level_dbfs(pcm), now)
+        self.heard(rms_dbfs(pcm), now)
 
     def deadline(self) -> float | None:
         if self.timeout_s <= 0 or self._ended:

@@ -1,7 +1,7 @@
 """Outbound calls, the pure part: the request, the per-number rate limit, the call context.
 
 ``POST /admin/calls`` (and ``bridge calls dial``) decode their body into
-:class:`OutboundCall`; :func:`resolve` checks the ``from`` number is one this bridge
+:class:`~bridge.admin.models.OutboundCall`; :func:`resolve` checks the ``from`` number is one this bridge
 manages and picks the agent; :class:`RateLimiter` enforces
 ``telephony.outbound_calls_per_second`` per from-number (a token bucket, so an idle
 number may place ``outbound_burst`` calls back to back); :func:`stream_parameters`
@@ -18,77 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Final, Literal
+from typing import Final
 
-import msgspec
-
-from bridge.admin.models import RESERVED_VARIABLE_PREFIX, AgentId, PhoneNumberId, Variables
+from bridge.admin.models import OutboundCall
 from bridge.errors import InputError
 from bridge.store import NumberRecord
-from bridge.twilio.stream_token import TOKEN_PARAMETER
 
-E164_PATTERN: Final = r"^\+[1-9][0-9]{1,14}$"
-E164 = Annotated[
-    str, msgspec.Meta(pattern=E164_PATTERN, description="E.164 number", examples=["+14155550100"])
-]
 MAX_PARAMETER: Final = 500  # name + value of one <Parameter>, Twilio's limit is "under 500"
 MAX_TWIML: Final = 4000
-# <Parameter> names the bridge writes for itself; a dynamic variable may not take them.
-CONTEXT_PARAMETERS: Final = frozenset(
-    {
-        "agent_id",
-        "caller_id",
-        "called_number",
-        "direction",
-        "first_message",
-        "answered_by",
-        TOKEN_PARAMETER,
-    }
-)
-
-MachineDetection = Literal["Enable", "DetectMessageEnd"]
-
-
-class OutboundCall(
-    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename={"from_": "from"}
-):
-    """``POST /admin/calls``: dial ``to`` from one of our numbers and bridge it to an agent.
-
-    Give the number we call from as ``from`` (E.164) or ``phone_number_id``.  The agent
-    defaults to the from-number's agent.
-    """
-
-    to: E164
-    from_: E164 | None = None
-    phone_number_id: PhoneNumberId | None = None
-    agent_id: AgentId | None = None
-    dynamic_variables: Variables = msgspec.field(default_factory=dict)
-    first_message: Annotated[str, msgspec.Meta(min_length=1, max_length=450)] | None = None
-    # Twilio's MachineDetection; the result is acted on per telephony.voicemail_action.
-    machine_detection: MachineDetection | None = None
-    # Seconds to let it ring (Twilio's Timeout); default telephony.ring_timeout_s.
-    ring_timeout: Annotated[int, msgspec.Meta(ge=5, le=600)] | None = None
-
-    def __post_init__(self) -> None:
-        for field in ("to", "from_"):
-            value = getattr(self, field)
-            if isinstance(value, str) and value != value.strip():
-                raise ValueError(
-                    f"`{field.rstrip('_')}` must be an E.164 number without whitespace"
-                )
-        if (self.from_ is None) == (self.phone_number_id is None):
-            raise ValueError("give exactly one of `from` or `phone_number_id`")
-        for name in self.dynamic_variables:
-            if name.startswith(RESERVED_VARIABLE_PREFIX):
-                raise ValueError(
-                    f"`dynamic_variables` name {name!r} is reserved "
-                    f"(names starting with {RESERVED_VARIABLE_PREFIX} belong to the platform)"
-                )
-            if name in CONTEXT_PARAMETERS:
-                raise ValueError(
-                    f"`dynamic_variables` name {name!r} is set by the bridge itself "
-                    f"(reserved: {', '.join(sorted(CONTEXT_PARAMETERS))})"
-                )
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,14 @@ from typing import Any
 
 from bridge.audio.g711 import ulaw_encode
 from bridge.call.actions import EndReason, Transfer
-from bridge.call.tools import CallControl, ToolRegistry
+from bridge.call.tools import DTMF_TOOL, TRANSFER_TOOL, CallControl, ToolRegistry
 from bridge.config import TelephonyConfig
 from bridge.log import log_event
-from bridge.telephony import dtmf
+from bridge.telephony import dtmf_tones
 from bridge.telephony.transfer import AllowList, parse_transfer_params
 
 logger = logging.getLogger("bridge.telephony")
 
-TRANSFER_TOOL = "transfer_call"
-DTMF_TOOL = "send_dtmf"
 
 _dtmf_labels = itertools.count(1)
 
@@ -81,10 +79,10 @@ class TelephonyTools:
         return f"transferring the call to {target}"
 
     async def send_dtmf(self, call: CallControl, params: dict[str, Any]) -> str:
-        digits = dtmf.validate_digits(params.get("digits"))
-        pcm = dtmf.dtmf_pcm(digits)
+        digits = dtmf_tones.validate_digits(params.get("digits"))
+        pcm = dtmf_tones.dtmf_pcm(digits)
         call.play_to_caller(ulaw_encode(pcm.tobytes()), f"dtmf-{next(_dtmf_labels)}")
-        seconds = dtmf.duration_s(digits)
+        seconds = dtmf_tones.duration_s(digits)
         # The count, not the keys: an agent may be entering an account number or a PIN.
         log_event(logger, "telephony.dtmf_sent", call_sid=call.call_sid, keys=len(digits))
         return f"sent keypad tones {digits} ({seconds:.1f} s)"

@@ -46,7 +46,7 @@ class Proceed:
 
 
 @dataclass(frozen=True)
-class HangUp:
+class Disconnect:
     reason: str
 
 
@@ -62,7 +62,7 @@ class PlayMessage:
     text: str
 
 
-Decision = Proceed | HangUp | NotifyAgent | PlayMessage
+Decision = Proceed | Disconnect | NotifyAgent | PlayMessage
 
 
 def agent_note(answered_by: str) -> str:
@@ -80,11 +80,11 @@ def agent_note(answered_by: str) -> str:
 def decide(answered_by: str | None, action: VoicemailAction, message: str) -> Decision:
     """What to do for Twilio's ``AnsweredBy`` value (None or unrecognised = a person)."""
     if answered_by == "fax":
-        return HangUp("fax")
+        return Disconnect("fax")
     if answered_by not in MACHINE:
         return Proceed()
     if action == "hangup":
-        return HangUp(f"voicemail ({answered_by})")
+        return Disconnect(f"voicemail ({answered_by})")
     if action == "agent":
         return NotifyAgent(agent_note(answered_by))
     return PlayMessage(message)

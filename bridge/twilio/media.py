@@ -24,6 +24,7 @@ import enum
 
 import msgspec
 
+from bridge.b64 import decode_strict
 from bridge.errors import TwilioProtocolError
 
 # --------------------------------------------------------------------------- Twilio → server
@@ -208,7 +209,7 @@ def encode_payload(audio: bytes) -> str:
 def decode_payload(payload_b64: str) -> bytes:
     """Base64 → mu-law bytes; invalid base64 is a protocol error, not a crash."""
     try:
-        return binascii.a2b_base64(payload_b64, strict_mode=True)
+        return decode_strict(payload_b64)
     except (binascii.Error, ValueError) as e:
         raise TwilioProtocolError(f"media payload: expected base64, {e}") from None
 

@@ -53,13 +53,28 @@ class IncomingNumber:
 
 
 class TwilioRest:
+    """Built with the app (no I/O, no event loop needed); its HTTP session is opened on
+    the first request, from the running loop, and closed by :meth:`aclose`."""
+
     def __init__(
         self, account_sid: str, auth_token: str, base_url: str, *, timeout_s: float = 10.0
     ):
-        self._http = AsyncTwilioHttpClient()
-        self._client = Client(account_sid, auth_token, http_client=self._http, environment={})
-        self._client.api.base_url = base_url.rstrip("/")
+        self._account_sid = account_sid
+        self._auth_token = auth_token
+        self._base_url = base_url.rstrip("/")
+        self._http: AsyncTwilioHttpClient | None = None
+        self._api: Client | None = None
         self._timeout_s = timeout_s
+
+    @property
+    def _client(self) -> Client:
+        if self._api is None:  # aiohttp's session belongs to the loop that opens it
+            self._http = AsyncTwilioHttpClient()
+            self._api = Client(
+                self._account_sid, self._auth_token, http_client=self._http, environment={}
+            )
+            self._api.api.base_url = self._base_url
+        return self._api
 
     @classmethod
     def from_config(cls, cfg: TwilioConfig, *, timeout_s: float = 10.0) -> TwilioRest | None:
@@ -189,4 +204,5 @@ class TwilioRest:
             raise TwilioApiError(f"{what} failed: {type(e).__name__}: {e}") from None
 
     async def aclose(self) -> None:
-        await self._http.close()
+        if self._http is not None:
+            await self._http.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
@@ -19,48 +18,39 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from bridge.app import create_app
-from bridge.asgi import running_server
-from bridge.config import with_overrides
 from bridge.emulator.twilio.program import Outcome
-from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk
-from bridge.store import Store
-from tests.e2e.conftest import (
-    E2E,
-    bridge_config,
-    heard_between,
-    script_time,
-    tone_snr_db,
-    tone_ulaw,
-)
-from tests.faults.conftest import metric
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause, Talk
+from tests.e2e.conftest import heard_between, script_time, tone_snr_db, tone_ulaw
+from tests.fixtures.bridge import BridgeUnderTest, bridge_config, metric, running_bridge
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 T = TypeVar("T")
 
 TOKEN = "admin-auth-test-token-0123456789abcdef"
 PER_MINUTE = 3
-HEALTHY = CallScript.of(Pause(0.3), Talk(tone_ulaw(1.2)), Pause(2.0), HangUp(), max_duration_s=30)
+HEALTHY = CallScript.of(
+    Pause(0.3), Talk(tone_ulaw(1.2)), Pause(2.0), CallerHangsUp(), max_duration_s=30
+)
 
 
 @contextlib.asynccontextmanager
-async def admin_bridge(platform: PlatformEmulator) -> AsyncIterator[E2E]:
-    cfg = bridge_config(platform, BRIDGE_ADMIN_TOKEN=TOKEN)
-    cfg = with_overrides(
-        cfg,
-        admin=dataclasses.replace(cfg.admin, auth_failures_per_minute=PER_MINUTE),
-        platform=dataclasses.replace(cfg.platform, sync_interval_s=0),
+async def throttled_bridge(platform: PlatformEmulator) -> AsyncIterator[BridgeUnderTest]:
+    """A bridge whose admin auth throttle allows PER_MINUTE failures a minute."""
+    cfg = bridge_config(
+        platform,
+        sections={
+            "admin": {"auth_failures_per_minute": PER_MINUTE},
+            "platform": {"sync_interval_s": 0},
+        },
+        BRIDGE_ADMIN_TOKEN=TOKEN,
     )
-    store = Store(":memory:")
-    app = create_app(cfg, store=store)
-    try:
-        async with running_server(app) as server:
-            yield E2E(platform, server, app, store)
-    finally:
-        store.close()
+    async with running_bridge(platform, cfg) as bridge:
+        yield bridge
 
 
-def client(e2e: E2E, token: str | None, address: str = "127.0.0.1") -> httpx.AsyncClient:
+def client(
+    e2e: BridgeUnderTest, token: str | None, address: str = "127.0.0.1"
+) -> httpx.AsyncClient:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     return httpx.AsyncClient(
         base_url=e2e.server.http_url,
@@ -70,7 +60,7 @@ def client(e2e: E2E, token: str | None, address: str = "127.0.0.1") -> httpx.Asy
     )
 
 
-async def beside_a_call(e2e: E2E, attack: Awaitable[T]) -> T:
+async def beside_a_call(e2e: BridgeUnderTest, attack: Awaitable[T]) -> T:
     """Run ``attack`` while a healthy call is under way; the call must come through."""
     agent = e2e.platform.create_agent(
         behaviour={"mode": "loopback", "greeting": False}, input_format="pcm_16000"
@@ -93,7 +83,7 @@ async def test_failed_tokens_are_throttled_per_address_and_counted(
     platform_emulator: PlatformEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.admin")
-    async with admin_bridge(platform_emulator) as e2e:
+    async with throttled_bridge(platform_emulator) as e2e:
 
         async def attack() -> list[httpx.Response]:
             async with client(e2e, "wrong-token-" + "x" * 30) as bad:
@@ -124,7 +114,7 @@ async def test_failed_tokens_are_throttled_per_address_and_counted(
 
 
 async def test_a_good_token_costs_nothing(platform_emulator: PlatformEmulator) -> None:
-    async with admin_bridge(platform_emulator) as e2e, client(e2e, TOKEN) as good:
+    async with throttled_bridge(platform_emulator) as e2e, client(e2e, TOKEN) as good:
         for _ in range(PER_MINUTE * 4):
             assert (await good.get("/admin/numbers")).status_code == 200
         assert metric(e2e.app, "bridge_admin_auth_failures_total") == 0
@@ -135,7 +125,7 @@ async def test_websocket_under_admin_is_refused(
     platform_emulator: PlatformEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.admin")
-    async with admin_bridge(platform_emulator) as e2e:
+    async with throttled_bridge(platform_emulator) as e2e:
         url = e2e.server.ws_url
 
         async def attack() -> list[int]:

@@ -17,7 +17,7 @@ import httpx
 
 from bridge.emulator.platform.state import Fault
 from bridge.emulator.twilio.script import CallScript
-from tests.admin.stack import CALLER, NUMBER, OLD_VOICE_URL, running_bridge
+from tests.admin.stack import CALLER, NUMBER, OLD_VOICE_URL, admin_bridge
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
@@ -47,7 +47,7 @@ async def test_done_when(
     tmp_path: Path, platform_emulator: PlatformEmulator, twilio_emulator: TwilioEmulator
 ) -> None:
     twilio_emulator.state.add_number(NUMBER, voice_url=OLD_VOICE_URL)
-    async with running_bridge(tmp_path, platform_emulator, twilio_emulator) as bridge:
+    async with admin_bridge(tmp_path, platform_emulator, twilio_emulator) as bridge:
         port = bridge.port
         async with bridge.client() as c:
             agents = []
@@ -93,7 +93,7 @@ async def test_done_when(
     platform_emulator.state.inject_fault(
         Fault(path_prefix="/v1/convai/phone-numbers", status=503, method="GET", times=100)
     )
-    async with running_bridge(tmp_path, platform_emulator, twilio_emulator, port=port) as bridge:
+    async with admin_bridge(tmp_path, platform_emulator, twilio_emulator, port=port) as bridge:
         routing = bridge.app.state.routing
         for _ in range(500):
             if routing.last_sync_error is not None:

@@ -13,7 +13,7 @@ import pytest
 from bridge.emulator.platform.state import Fault
 from bridge.emulator.twilio.script import CallScript
 from bridge.store import CallRecord
-from tests.admin.stack import CALLER, NUMBER, BridgeUnderTest, running_bridge
+from tests.admin.stack import CALLER, NUMBER, BridgeUnderTest, admin_bridge
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
@@ -75,7 +75,7 @@ async def test_no_token_configured_means_no_admin_api(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.admin")
     async with (
-        running_bridge(tmp_path, platform_emulator, twilio_emulator, token=None) as b,
+        admin_bridge(tmp_path, platform_emulator, twilio_emulator, token=None) as b,
         b.client(token="anything") as c,
     ):
         for path in ("/admin/numbers", "/admin/openapi.json", "/admin/calls"):

@@ -20,6 +20,7 @@ from bridge.call.actions import (
     Hangup,
     RunTool,
     StartTimer,
+    Timer,
     Transfer,
     UpdateRecord,
 )
@@ -66,11 +67,11 @@ def _agent_chunks(frames: list[str]) -> list[bytes]:
 
 def test_start_connects_the_agent_named_by_the_stream(h: Harness) -> None:
     assert h.session.state is State.AWAITING_START
-    assert StartTimer("start", 10.0) in h.take()
+    assert StartTimer(Timer.START, 10.0) in h.take()
     h.start()
     actions = h.take()
     assert ConnectAgent(AGENT_ID) in actions
-    assert CancelTimer("start") in actions
+    assert CancelTimer(Timer.START) in actions
     (rec,) = _of(UpdateRecord, actions)
     assert rec.fields["stream_sid"] == STREAM_SID
     assert rec.fields["status"] == "in-progress"
@@ -214,7 +215,7 @@ def test_audio_while_ending_is_marked_at_once(h: Harness) -> None:
     msgs = _twilio_msgs(h.twilio_frames())
     assert [type(m) for m in msgs] == [twilio.OutMedia, twilio.OutMedia, twilio.OutMark]
     assert isinstance(msgs[-1], twilio.OutMark) and msgs[-1].mark.name == "audio-2"
-    h.session.timer_fired("settle")
+    h.session.timer_fired(Timer.SETTLE)
     assert not _of(EndStream, h.take())
     h.mark("audio-2")
     assert _of(EndStream, h.take())
@@ -239,7 +240,7 @@ def test_first_audio_latency_is_measured_from_stream_start(h: Harness) -> None:
     h.metadata()
     h.clock.now += 0.5
     h.audio(SILENCE, event_id=1)
-    assert h.session.summary()["first_audio_ms"] == 750.0
+    assert h.session.summary().first_audio_ms == 750.0
 
 
 def test_agent_audio_with_bad_base64_is_dropped_and_the_call_goes_on(h: Harness) -> None:
@@ -316,7 +317,7 @@ def test_agent_close_waits_for_the_goodbye_to_be_heard(h: Harness) -> None:
     h.session.agent_closed(1000, "")
     actions = h.take()
     assert h.session.state is State.ENDING
-    assert StartTimer("goodbye", 10.0) in actions
+    assert StartTimer(Timer.GOODBYE, 10.0) in actions
     assert not _of(EndStream, actions)  # not before it was heard
     h.echo_all_marks()
     actions = h.take()
@@ -332,7 +333,7 @@ def test_goodbye_wait_is_bounded(h: Harness) -> None:
     h.audio(b"\x11" * 800, event_id=1)
     h.session.agent_closed(1000, "")
     h.take()
-    h.session.timer_fired("goodbye")  # Twilio never echoed the mark
+    h.session.timer_fired(Timer.GOODBYE)  # Twilio never echoed the mark
     assert _of(EndStream, h.take())
     assert _finished(h).reason is EndReason.AGENT_ENDED
 
@@ -356,10 +357,10 @@ def test_end_call_tool_waits_for_quiet_and_playout_then_hangs_up(h: Harness) -> 
         "result": "call ending",
         "is_error": False,
     }
-    assert StartTimer("settle", 0.5) in h.take()
+    assert StartTimer(Timer.SETTLE, 0.5) in h.take()
     h.audio(b"\x22" * 800, event_id=5)  # goodbye audio still arriving after the tool call
-    assert StartTimer("settle", 0.5) in h.take()  # the quiet period starts over
-    h.session.timer_fired("settle")
+    assert StartTimer(Timer.SETTLE, 0.5) in h.take()  # the quiet period starts over
+    h.session.timer_fired(Timer.SETTLE)
     assert not _of(EndStream, h.take())  # quiet, but the goodbye is not heard yet
     h.echo_all_marks()
     actions = h.take()
@@ -383,7 +384,7 @@ def test_system_end_call_then_close_ends_after_playout(h: Harness) -> None:
     )
     assert h.session.state is State.ENDING
     h.session.agent_closed(1000, "")  # nothing more can come: no quiet period needed
-    assert CancelTimer("settle") in h.take()
+    assert CancelTimer(Timer.SETTLE) in h.take()
     h.echo_all_marks()
     assert _finished(h).reason is EndReason.AGENT_END_CALL
 
@@ -400,7 +401,7 @@ def test_caller_stop_closes_the_agent_at_once(h: Harness) -> None:
     assert not _of(EndStream, actions)  # the stream is gone already
     done = _finished(h)
     assert done.reason is EndReason.CALLER_HANGUP
-    assert done.summary["then"] is None
+    assert done.summary.then is None
 
 
 def test_caller_gone_while_connecting_cancels_the_connect(h: Harness) -> None:
@@ -579,7 +580,7 @@ def test_twilio_garbage_is_tolerated_up_to_a_limit() -> None:
 
 def test_stream_that_never_starts_is_closed(h: Harness) -> None:
     h.twilio(twilio.encode(twilio.Connected()))
-    h.session.timer_fired("start")
+    h.session.timer_fired(Timer.START)
     actions = h.take()
     assert _of(EndStream, actions)
     assert _finished(h).reason is EndReason.NO_START

@@ -41,4 +41,4 @@ def test_an_agent_not_reading_is_an_agent_failure() -> None:
             h.session.send_to_agent(ContextualUpdate(text=f"update {n}"))
     (done,) = [a for a in h.take() if isinstance(a, Finished)]
     assert done.reason is EndReason.AGENT_FAILED
-    assert done.summary["agent_failure"] == "not_reading"
+    assert done.summary.agent_failure == "not_reading"

@@ -11,6 +11,7 @@ from bridge.call.actions import (
     EndStream,
     Finished,
     StartTimer,
+    Timer,
     UpdateRecord,
 )
 from bridge.call.admission import Refusal, StreamRefusal, StreamStart
@@ -53,8 +54,8 @@ def test_a_refused_start_closes_1008_and_does_nothing_in_the_claimed_name() -> N
     ends = [a for a in actions if isinstance(a, EndStream)]
     assert ends == [EndStream(ends[0].disposition, close_code=1008)]
     (done,) = [a for a in actions if isinstance(a, Finished)]
-    assert done.reason is EndReason.STREAM_REFUSED and done.summary["refused"] == "bad_mac"
-    assert CancelTimer("start") in actions
+    assert done.reason is EndReason.STREAM_REFUSED and done.summary.refused == "bad_mac"
+    assert CancelTimer(Timer.START) in actions
     # No SID adopted: the driver registers, records and calls REST for none.
     assert h.session.call_sid == "" and h.session.stream_sid == ""
     assert h.session.state is State.ENDED
@@ -71,7 +72,7 @@ def test_an_authentic_call_over_the_cap_is_recorded_and_ended_with_the_answer() 
     records = [a.fields for a in actions if isinstance(a, UpdateRecord)]
     assert records[-1]["end_reason"] == "over_capacity"
     (done,) = [a for a in actions if isinstance(a, Finished)]
-    assert done.reason is EndReason.OVER_CAPACITY and done.summary["refused"] == "over_capacity"
+    assert done.reason is EndReason.OVER_CAPACITY and done.summary.refused == "over_capacity"
     assert h.session.call_sid == CALL_SID
 
 
@@ -79,11 +80,11 @@ def test_a_stream_that_stops_sending_media_is_ended_as_stalled() -> None:
     h = make_harness(stream_stall_timeout_s=10.0)
     h.active()
     h.media(SILENCE)
-    h.session.timer_fired("stall")  # frames came since the last tick
-    assert StartTimer("stall", 5.0) in h.take()
-    h.session.timer_fired("stall")  # one quiet half-timeout: not yet
+    h.session.timer_fired(Timer.STALL)  # frames came since the last tick
+    assert StartTimer(Timer.STALL, 5.0) in h.take()
+    h.session.timer_fired(Timer.STALL)  # one quiet half-timeout: not yet
     assert h.session.state is State.ACTIVE
-    h.session.timer_fired("stall")  # two in a row: no frame for the whole timeout
+    h.session.timer_fired(Timer.STALL)  # two in a row: no frame for the whole timeout
     actions = h.take()
     assert h.session.state is State.ENDED
     assert CloseAgent(1000, "call ended") in actions
@@ -96,10 +97,10 @@ def test_a_stream_that_stops_sending_media_is_ended_as_stalled() -> None:
 def test_media_keeps_the_stall_watchdog_quiet() -> None:
     h = make_harness(stream_stall_timeout_s=10.0)
     h.start()
-    assert StartTimer("stall", 5.0) in h.take()
+    assert StartTimer(Timer.STALL, 5.0) in h.take()
     for _ in range(20):
         h.media(SILENCE)
-        h.session.timer_fired("stall")
+        h.session.timer_fired(Timer.STALL)
     assert h.session.state is State.CONNECTING_AGENT
 
 

@@ -11,16 +11,17 @@ import pytest
 from bridge.call.tools import CallControl
 from bridge.emulator.platform import Fault
 from bridge.emulator.twilio.program import Outcome
-from bridge.emulator.twilio.script import BargeIn, CallScript, HangUp, Pause, Press, WaitForAgent
-from bridge.emulator.twilio.twiml import Say
-from tests.e2e.conftest import (
-    E2E,
-    heard_between,
-    running_bridge,
-    script_time,
-    tone_snr_db,
-    tone_ulaw,
+from bridge.emulator.twilio.script import (
+    BargeIn,
+    CallerHangsUp,
+    CallScript,
+    Pause,
+    Press,
+    WaitForAgent,
 )
+from bridge.emulator.twilio.twiml import Say
+from tests.e2e.conftest import heard_between, script_time, tone_snr_db, tone_ulaw
+from tests.fixtures.bridge import BridgeUnderTest, bridge_config, running_bridge
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 LONG_GREETING = (
@@ -30,12 +31,12 @@ LONG_GREETING = (
 GOODBYE = "Thanks for calling, that is all for today. Goodbye!"
 
 
-async def test_barge_in_clears_twilio_and_no_stale_audio_follows(e2e: E2E) -> None:
+async def test_barge_in_clears_twilio_and_no_stale_audio_follows(e2e: BridgeUnderTest) -> None:
     agent = e2e.platform.create_agent(behaviour={"mode": "echo"}, first_message=LONG_GREETING)
     script = CallScript.of(
         BargeIn(tone_ulaw(0.8), after_s=0.5),
         WaitForAgent(timeout_s=10, quiet_s=0.6),
-        HangUp(),
+        CallerHangsUp(),
         max_duration_s=30,
     )
     # Real time: the emulated agent paces its speech on the wall clock, and "audible for
@@ -62,7 +63,7 @@ async def test_barge_in_clears_twilio_and_no_stale_audio_follows(e2e: E2E) -> No
     assert first_after_clear and first_after_clear[0] == "media"
 
 
-async def test_agent_end_call_plays_the_goodbye_then_ends_the_call(e2e: E2E) -> None:
+async def test_agent_end_call_plays_the_goodbye_then_ends_the_call(e2e: BridgeUnderTest) -> None:
     agent = e2e.platform.create_agent(
         behaviour={"mode": "silent", "steps": [{"type": "end_call"}]}, first_message=GOODBYE
     )
@@ -88,9 +89,11 @@ async def test_agent_end_call_plays_the_goodbye_then_ends_the_call(e2e: E2E) -> 
     assert e2e.call_record_reason(res.call_sid) == "agent_end_call"
 
 
-async def test_caller_hangup_closes_the_agent_socket_within_a_second(e2e: E2E) -> None:
+async def test_caller_hangup_closes_the_agent_socket_within_a_second(e2e: BridgeUnderTest) -> None:
     agent = e2e.platform.create_agent(behaviour={"mode": "echo"}, first_message="Hi.")
-    res = await e2e.call(agent, CallScript.of(WaitForAgent(timeout_s=10), Pause(0.5), HangUp()))
+    res = await e2e.call(
+        agent, CallScript.of(WaitForAgent(timeout_s=10), Pause(0.5), CallerHangsUp())
+    )
     assert res.outcome is Outcome.COMPLETED, res.reason
     conversation_id = e2e.conversation(agent).conversation_id
     record = await e2e.platform.wait_until_ended(conversation_id)
@@ -106,7 +109,7 @@ async def test_caller_hangup_closes_the_agent_socket_within_a_second(e2e: E2E) -
     assert e2e.call_record_reason(res.call_sid) == "caller_hangup"
 
 
-async def test_agent_failure_mid_call_gets_the_apology(e2e: E2E) -> None:
+async def test_agent_failure_mid_call_gets_the_apology(e2e: BridgeUnderTest) -> None:
     agent = e2e.platform.create_agent(
         behaviour={"mode": "silent", "steps": [{"type": "play", "ms": 600}, {"type": "close"}]}
     )
@@ -125,13 +128,14 @@ async def test_agent_failure_can_transfer_to_the_fallback_number(
         behaviour={"mode": "silent", "steps": [{"type": "close", "code": 1011}]}
     )
     calls = {"on_agent_failure": "transfer", "fallback_number": "+14155550199"}
-    async for e2e in running_bridge(platform_emulator, calls=calls):
+    cfg = bridge_config(platform_emulator, sections={"calls": calls})
+    async with running_bridge(platform_emulator, cfg) as e2e:
         res = await e2e.call(agent, CallScript(max_duration_s=30))
         assert res.transfer_to == "+14155550199"
         assert e2e.call_record_reason(res.call_sid) == "agent_failed"
 
 
-async def test_unknown_agent_gets_the_apology(e2e: E2E) -> None:
+async def test_unknown_agent_gets_the_apology(e2e: BridgeUnderTest) -> None:
     number = e2e.number_for("agent_does_not_exist")
     res = await e2e.call("agent_does_not_exist", CallScript(max_duration_s=30), to=number)
     assert any(isinstance(v, Say) for v in res.experience)
@@ -149,14 +153,13 @@ async def test_private_agent_through_a_signed_url(platform_emulator: PlatformEmu
     )
     script = CallScript(max_duration_s=30)
     # Without an API key the bridge can only use the public URL: refused, apology.
-    async for e2e in running_bridge(platform_emulator):
+    async with running_bridge(platform_emulator) as e2e:
         res = await e2e.call(agent, script)
         assert any(isinstance(v, Say) for v in res.experience)
         assert platform_emulator.conversations(agent) == []
     # With the key it fetches a signed URL and the conversation happens.
-    async for e2e in running_bridge(
-        platform_emulator, ELEVENLABS_API_KEY=platform_emulator.api_key
-    ):
+    cfg = bridge_config(platform_emulator, ELEVENLABS_API_KEY=platform_emulator.api_key)
+    async with running_bridge(platform_emulator, cfg) as e2e:
         res = await e2e.call(agent, script)
         assert res.outcome is Outcome.COMPLETED, res.reason
         assert not any(isinstance(v, Say) for v in res.experience)
@@ -172,9 +175,8 @@ async def test_signed_url_server_error_gets_the_apology(
     platform_emulator.state.inject_fault(
         Fault(path_prefix="/v1/convai/conversation/get-signed-url", status=503, times=100)
     )
-    async for e2e in running_bridge(
-        platform_emulator, ELEVENLABS_API_KEY=platform_emulator.api_key
-    ):
+    cfg = bridge_config(platform_emulator, ELEVENLABS_API_KEY=platform_emulator.api_key)
+    async with running_bridge(platform_emulator, cfg) as e2e:
         res = await e2e.call(agent, CallScript(max_duration_s=30))
         says = [v for v in res.experience if isinstance(v, Say)]
         assert says and says[0].text == e2e.app.state.config.calls.apology_text
@@ -187,7 +189,7 @@ async def test_signed_url_server_error_gets_the_apology(
 
 
 async def test_a_crashing_feature_hook_is_logged_and_the_call_goes_on(
-    e2e: E2E, caplog: pytest.LogCaptureFixture
+    platform_emulator: PlatformEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     pressed: list[str] = []
 
@@ -195,14 +197,14 @@ async def test_a_crashing_feature_hook_is_logged_and_the_call_goes_on(
         pressed.append(digit)
         raise RuntimeError("keypad feature bug")
 
-    e2e.app.state.services.on_keypad = broken_keypad
-    agent = e2e.platform.create_agent(behaviour={"mode": "echo"}, first_message="Hi.")
-    script = CallScript.of(WaitForAgent(timeout_s=10), Press("5"), Pause(0.5), HangUp())
-    with caplog.at_level(logging.ERROR, logger="bridge.call"):
-        res = await e2e.call(agent, script)
-    assert res.outcome is Outcome.COMPLETED, res.reason
-    assert pressed == ["5"]
-    (crash,) = [r for r in caplog.records if r.getMessage() == "call.task_crashed"]
-    assert crash.bridge_fields["task"] == "keypad"  # type: ignore[attr-defined]
-    assert "keypad feature bug" in crash.bridge_fields["error"]  # type: ignore[attr-defined]
-    assert e2e.call_record_reason(res.call_sid) == "caller_hangup"
+    async with running_bridge(platform_emulator, on_keypad=broken_keypad) as e2e:
+        agent = e2e.platform.create_agent(behaviour={"mode": "echo"}, first_message="Hi.")
+        script = CallScript.of(WaitForAgent(timeout_s=10), Press("5"), Pause(0.5), CallerHangsUp())
+        with caplog.at_level(logging.ERROR, logger="bridge.call"):
+            res = await e2e.call(agent, script)
+        assert res.outcome is Outcome.COMPLETED, res.reason
+        assert pressed == ["5"]
+        (crash,) = [r for r in caplog.records if r.getMessage() == "call.task_crashed"]
+        assert crash.bridge_fields["task"] == "keypad"  # type: ignore[attr-defined]
+        assert "keypad feature bug" in crash.bridge_fields["error"]  # type: ignore[attr-defined]
+        assert e2e.call_record_reason(res.call_sid) == "caller_hangup"

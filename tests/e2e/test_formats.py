@@ -5,23 +5,16 @@ from __future__ import annotations
 import pytest
 
 from bridge.emulator.twilio.program import Outcome
-from bridge.emulator.twilio.script import CallScript, HangUp, Talk, WaitForAgent
-from tests.e2e.conftest import (
-    CALLER,
-    E2E,
-    heard_between,
-    running_bridge,
-    script_time,
-    tone_snr_db,
-    tone_ulaw,
-)
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Talk, WaitForAgent
+from tests.e2e.conftest import heard_between, script_time, tone_snr_db, tone_ulaw
+from tests.fixtures.bridge import CALLER, BridgeUnderTest, running_bridge
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 GREETING = "Hello, you are through to the test agent."
 
 
 @pytest.mark.parametrize("fmt", ["ulaw_8000", "pcm_16000", "pcm_44100"])
-async def test_greeting_speech_and_echo_in_every_format(e2e: E2E, fmt: str) -> None:
+async def test_greeting_speech_and_echo_in_every_format(e2e: BridgeUnderTest, fmt: str) -> None:
     agent = e2e.platform.create_agent(
         behaviour={"mode": "echo"}, input_format=fmt, output_format=fmt, first_message=GREETING
     )
@@ -29,7 +22,7 @@ async def test_greeting_speech_and_echo_in_every_format(e2e: E2E, fmt: str) -> N
         WaitForAgent(timeout_s=10, quiet_s=0.6),  # the greeting
         Talk(tone_ulaw(1.0), label="tone"),
         WaitForAgent(timeout_s=10, quiet_s=0.6),  # the echo of the tone
-        HangUp(),
+        CallerHangsUp(),
         max_duration_s=30,
     )
     res = await e2e.call(agent, script)
@@ -75,10 +68,10 @@ async def test_a_server_without_the_direct_sockets_relays_through_plain_asgi(
         WaitForAgent(timeout_s=10, quiet_s=0.6),
         Talk(tone_ulaw(1.0), label="tone"),
         WaitForAgent(timeout_s=10, quiet_s=0.6),
-        HangUp(),
+        CallerHangsUp(),
         max_duration_s=30,
     )
-    async for e2e in running_bridge(platform_emulator, ws="websockets-sansio"):
+    async with running_bridge(platform_emulator, ws="websockets-sansio") as e2e:
         res = await e2e.call(agent, script)
         assert res.outcome is Outcome.COMPLETED, res.reason
         echo = heard_between(res, script_time(res, "talk-end"))

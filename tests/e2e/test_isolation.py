@@ -8,13 +8,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bridge.emulator.twilio.program import Outcome
-from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause, Talk
 from bridge.twilio import media as twilio
 from bridge.twilio.signature import compute_signature
 from tests.e2e.conftest import (
-    ACCOUNT_SID,
-    E2E,
-    TOKEN,
     CallStarted,
     heard_between,
     script_time,
@@ -22,11 +19,13 @@ from tests.e2e.conftest import (
     tone_ulaw,
     with_token,
 )
+from tests.fixtures.bridge import ACCOUNT_SID, TOKEN, BridgeUnderTest, running_bridge
+from tests.fixtures.platform_emulator import PlatformEmulator
 
 STREAM_URL = "wss://bridge.test/twilio/media"
 
 
-async def test_forged_webhook_is_refused_and_no_agent_is_reached(e2e: E2E) -> None:
+async def test_forged_webhook_is_refused_and_no_agent_is_reached(e2e: BridgeUnderTest) -> None:
     agent = e2e.platform.create_agent(behaviour={"mode": "echo"}, first_message="Hi.")
     res = await e2e.call(agent, CallScript(max_duration_s=10), auth_token="not-the-token")
     assert res.outcome is Outcome.FAILED
@@ -35,7 +34,7 @@ async def test_forged_webhook_is_refused_and_no_agent_is_reached(e2e: E2E) -> No
     assert e2e.platform.conversations(agent) == []
 
 
-async def test_forged_media_stream_is_refused_and_no_agent_is_reached(e2e: E2E) -> None:
+async def test_forged_media_stream_is_refused_and_no_agent_is_reached(e2e: BridgeUnderTest) -> None:
     agent = e2e.platform.create_agent(behaviour={"mode": "echo"}, first_message="Hi.")
     forged = compute_signature("not-the-token", STREAM_URL, {})
     for headers in ({"X-Twilio-Signature": forged}, {}):
@@ -51,7 +50,7 @@ GARBAGE_CALL = "CA" + "9" * 32
 
 
 async def _garbage_stream(
-    e2e: E2E, agent: str, other_started: asyncio.Event
+    e2e: BridgeUnderTest, agent: str, other_started: asyncio.Event
 ) -> tuple[int | None, list[str]]:
     """Once another call is live: a signed stream that starts properly, then sends
     nothing but rubbish.  Returns its close code and the calls live when it closed."""
@@ -89,27 +88,29 @@ async def _garbage_stream(
         return ws.close_code, [c.call_sid for c in e2e.app.state.calls]
 
 
-async def test_a_stream_sending_garbage_leaves_a_concurrent_call_unaffected(e2e: E2E) -> None:
-    loopback = e2e.platform.create_agent(
-        behaviour={"mode": "loopback", "greeting": False}, input_format="pcm_16000"
-    )
+async def test_a_stream_sending_garbage_leaves_a_concurrent_call_unaffected(
+    platform_emulator: PlatformEmulator,
+) -> None:
     started = CallStarted()
-    e2e.app.state.services.watch = started
-    script = CallScript.of(
-        Pause(0.3), Talk(tone_ulaw(1.5)), Pause(0.5), HangUp(), max_duration_s=30
-    )
-    res, (close_code, live_then) = await asyncio.gather(
-        e2e.call(loopback, script), _garbage_stream(e2e, loopback, started.event)
-    )
-    # The good call: the tone went to the agent and came back clean.
-    assert res.outcome is Outcome.COMPLETED, res.reason
-    heard = heard_between(res, script_time(res, "talk-start"))
-    assert len(heard) >= 8000 * 1.2
-    assert tone_snr_db(heard) >= 30.0
-    assert e2e.call_record_reason(res.call_sid) == "caller_hangup"
-    # The bad one was closed by the bridge while the good one went on, and recorded as
-    # a protocol failure.
-    assert close_code == 1000
-    assert res.call_sid in live_then
-    assert e2e.call_record_reason(GARBAGE_CALL) == "twilio_protocol"
-    assert len(e2e.app.state.calls) == 0
+    async with running_bridge(platform_emulator, watch=started) as e2e:
+        loopback = e2e.platform.create_agent(
+            behaviour={"mode": "loopback", "greeting": False}, input_format="pcm_16000"
+        )
+        script = CallScript.of(
+            Pause(0.3), Talk(tone_ulaw(1.5)), Pause(0.5), CallerHangsUp(), max_duration_s=30
+        )
+        res, (close_code, live_then) = await asyncio.gather(
+            e2e.call(loopback, script), _garbage_stream(e2e, loopback, started.event)
+        )
+        # The good call: the tone went to the agent and came back clean.
+        assert res.outcome is Outcome.COMPLETED, res.reason
+        heard = heard_between(res, script_time(res, "talk-start"))
+        assert len(heard) >= 8000 * 1.2
+        assert tone_snr_db(heard) >= 30.0
+        assert e2e.call_record_reason(res.call_sid) == "caller_hangup"
+        # The bad one was closed by the bridge while the good one went on, and recorded as
+        # a protocol failure.
+        assert close_code == 1000
+        assert res.call_sid in live_then
+        assert e2e.call_record_reason(GARBAGE_CALL) == "twilio_protocol"
+        assert len(e2e.app.state.calls) == 0

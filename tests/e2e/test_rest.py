@@ -9,7 +9,8 @@ import pytest
 
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.script import CallScript
-from tests.e2e.conftest import PUBLIC, CallStarted, running_bridge
+from tests.e2e.conftest import CallStarted
+from tests.fixtures.bridge import PUBLIC, bridge_config, running_bridge
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
@@ -21,14 +22,14 @@ async def test_admin_hangup_ends_the_stream_and_completes_the_call_over_rest(
 ) -> None:
     tw = twilio_emulator
     agent = platform_emulator.create_agent(behaviour={"mode": "echo"}, first_message="Hello.")
-    async for e2e in running_bridge(
+    started = CallStarted()
+    cfg = bridge_config(
         platform_emulator,
         TWILIO_ACCOUNT_SID=tw.account_sid,
         TWILIO_AUTH_TOKEN=tw.auth_token,
         TWILIO_API_BASE_URL=tw.http_url,
-    ):
-        started = CallStarted()
-        e2e.app.state.services.watch = started
+    )
+    async with running_bridge(platform_emulator, cfg, watch=started) as e2e:
         call = asyncio.create_task(
             tw.place_call(
                 e2e.server.http_url,
@@ -60,13 +61,14 @@ async def test_transfer_is_sent_over_rest_so_any_instance_could_answer(
     agent = platform_emulator.create_agent(
         behaviour={"mode": "silent", "steps": [{"type": "close", "code": 1011}]}
     )
-    async for e2e in running_bridge(
+    cfg = bridge_config(
         platform_emulator,
-        calls={"on_agent_failure": "transfer", "fallback_number": "+14155550199"},
+        sections={"calls": {"on_agent_failure": "transfer", "fallback_number": "+14155550199"}},
         TWILIO_ACCOUNT_SID=tw.account_sid,
         TWILIO_AUTH_TOKEN=tw.auth_token,
         TWILIO_API_BASE_URL=tw.http_url,
-    ):
+    )
+    async with running_bridge(platform_emulator, cfg) as e2e:
         res = await tw.place_call(
             e2e.server.http_url,
             to=e2e.number_for(agent),

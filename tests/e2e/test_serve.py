@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bridge.emulator.twilio.caller import place_call
 from bridge.emulator.twilio.program import Outcome
-from bridge.emulator.twilio.script import CallScript, HangUp, WaitForAgent
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, WaitForAgent
 from tests.e2e.conftest import heard_between
 
 
@@ -57,7 +57,9 @@ async def test_serve_without_upstream_uses_the_emulator_and_takes_a_call(tmp_pat
     )
     try:
         await _wait_listening(port, proc)
-        script = CallScript.of(WaitForAgent(timeout_s=10, quiet_s=0.6), HangUp(), max_duration_s=20)
+        script = CallScript.of(
+            WaitForAgent(timeout_s=10, quiet_s=0.6), CallerHangsUp(), max_duration_s=20
+        )
         res = await place_call(
             f"http://127.0.0.1:{port}",
             to="+14155550100",

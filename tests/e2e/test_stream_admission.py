@@ -28,15 +28,17 @@ from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.webhook import new_sid
 from bridge.twilio import media as twilio
 from bridge.twilio.signature import compute_signature
-from tests.e2e.conftest import CALLER, PUBLIC, CallStarted, running_bridge, with_token
-from tests.faults.conftest import (
-    STREAM_URL,
-    eventually,
-    fault_bridge,
-    metric,
-    raw_stream,
-)
+from tests.e2e.conftest import CallStarted, with_token
+from tests.faults.conftest import STREAM_URL, fault_bridge, raw_stream
 from tests.faults.test_agent_faults import HEALTHY_SCRIPT, assert_healthy, loopback_agent
+from tests.fixtures.bridge import (
+    CALLER,
+    PUBLIC,
+    bridge_config,
+    eventually,
+    metric,
+    running_bridge,
+)
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
@@ -81,14 +83,14 @@ async def test_a_captured_upgrade_signature_cannot_hang_up_a_live_call(
     p = platform_emulator
     victim_agent = loopback_agent(p)
     async with recorded_twilio() as (tw, rest_seen):
-        async for e2e in running_bridge(
+        started = CallStarted()
+        cfg = bridge_config(
             p,
             TWILIO_ACCOUNT_SID=tw.account_sid,
             TWILIO_AUTH_TOKEN=tw.auth_token,
             TWILIO_API_BASE_URL=tw.http_url,
-        ):
-            started = CallStarted()
-            e2e.app.state.services.watch = started
+        )
+        async with running_bridge(p, cfg, watch=started) as e2e:
             number = e2e.number_for(victim_agent)
             victim_task = asyncio.create_task(
                 tw.place_call(
@@ -290,9 +292,8 @@ async def test_a_stream_over_the_cap_is_refused_at_start(
 ) -> None:
     p = platform_emulator
     agent, healthy = loopback_agent(p), loopback_agent(p)
-    async with fault_bridge(p, BRIDGE_MAX_CONCURRENT_CALLS="1") as e2e:
-        started = CallStarted()
-        e2e.app.state.services.watch = started
+    started = CallStarted()
+    async with fault_bridge(p, watch=started, BRIDGE_MAX_CONCURRENT_CALLS="1") as e2e:
         good = asyncio.create_task(e2e.call(healthy, HEALTHY_SCRIPT))
         await started.event.wait()
         async with raw_stream(e2e) as extra:  # valid token, no webhook: counted all the same

@@ -12,23 +12,11 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from bridge.app import create_app
-from bridge.asgi import running_server
-from bridge.config import with_overrides
-from bridge.edge.limits import EdgeLimits
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult
-from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk
-from bridge.store import Store
-from tests.e2e.conftest import (
-    E2E,
-    bridge_config,
-    heard_between,
-    script_time,
-    tone_snr_db,
-    tone_ulaw,
-)
-from tests.faults.conftest import eventually
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause, Talk
+from tests.e2e.conftest import heard_between, script_time, tone_snr_db, tone_ulaw
+from tests.fixtures.bridge import BridgeUnderTest, bridge_config, running_bridge
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 T = TypeVar("T")
@@ -44,31 +32,18 @@ EDGE = {
 }
 
 HEALTHY_SCRIPT = CallScript.of(
-    Pause(0.3), Talk(tone_ulaw(1.2)), Pause(3.0), HangUp(), max_duration_s=30
+    Pause(0.3), Talk(tone_ulaw(1.2)), Pause(3.0), CallerHangsUp(), max_duration_s=30
 )
 
 
 @contextlib.asynccontextmanager
-async def edge_bridge(platform: PlatformEmulator, **server: Any) -> AsyncIterator[E2E]:
+async def edge_bridge(platform: PlatformEmulator, **server: Any) -> AsyncIterator[BridgeUnderTest]:
     """The bridge app behind the edge; ``server`` replaces keys of EDGE / [server]."""
-    cfg = bridge_config(platform)
-    cfg = with_overrides(cfg, platform=dataclasses.replace(cfg.platform, sync_interval_s=0))
-    cfg = with_overrides(cfg, server=dataclasses.replace(cfg.server, **{**EDGE, **server}))
-    store = Store(":memory:")
-    app = create_app(cfg, store=store)
-    try:
-        async with running_server(
-            app,
-            ws_max_size=cfg.server.max_message_bytes,
-            limits=EdgeLimits.from_server(cfg.server),
-            on_refusal=lambda reason: app.state.metrics.edge_refused_total.labels(reason).inc(),
-        ) as srv:
-            await eventually(
-                lambda: not any(t.get_name() == "routing-sync" for t in asyncio.all_tasks())
-            )
-            yield E2E(platform, srv, app, store)
-    finally:
-        store.close()
+    cfg = bridge_config(
+        platform, sections={"platform": {"sync_interval_s": 0}, "server": {**EDGE, **server}}
+    )
+    async with running_bridge(platform, cfg, edge=True, settle_sync=True) as bridge:
+        yield bridge
 
 
 def loopback_agent(platform: PlatformEmulator) -> str:
@@ -77,7 +52,7 @@ def loopback_agent(platform: PlatformEmulator) -> str:
     )
 
 
-async def beside_a_call(e2e: E2E, attack: Awaitable[T], *, speed: float = 4.0) -> T:
+async def beside_a_call(e2e: BridgeUnderTest, attack: Awaitable[T], *, speed: float = 4.0) -> T:
     """Run ``attack`` while a healthy call is under way; the call must come through."""
     agent = loopback_agent(e2e.platform)
     call = asyncio.create_task(e2e.call(agent, HEALTHY_SCRIPT, speed=speed))
@@ -90,7 +65,7 @@ async def beside_a_call(e2e: E2E, attack: Awaitable[T], *, speed: float = 4.0) -
     return result
 
 
-def assert_healthy(e2e: E2E, res: CallResult) -> None:
+def assert_healthy(e2e: BridgeUnderTest, res: CallResult) -> None:
     assert res.outcome is Outcome.COMPLETED, res.reason
     heard = heard_between(res, script_time(res, "talk-start"))
     assert len(heard) >= 8000 * 1.0
@@ -133,7 +108,9 @@ async def read_until_closed(reader: asyncio.StreamReader, timeout_s: float = 5.0
 
 
 @contextlib.asynccontextmanager
-async def raw(e2e: E2E) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+async def raw(
+    e2e: BridgeUnderTest,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     reader, writer = await asyncio.open_connection("127.0.0.1", e2e.server.port)
     try:
         yield reader, writer
@@ -143,7 +120,7 @@ async def raw(e2e: E2E) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.Str
             await writer.wait_closed()
 
 
-async def send_and_read(e2e: E2E, data: bytes, timeout_s: float = 5.0) -> Answer:
+async def send_and_read(e2e: BridgeUnderTest, data: bytes, timeout_s: float = 5.0) -> Answer:
     async with raw(e2e) as (reader, writer):
         writer.write(data)
         with contextlib.suppress(ConnectionError):

@@ -17,7 +17,6 @@ from websockets.protocol import State
 
 from bridge.twilio.signature import compute_signature
 from bridge.ws.server import DirectWebSocketProtocol
-from tests.e2e.conftest import PUBLIC, TOKEN
 from tests.edge.conftest import (
     EDGE,
     Answer,
@@ -27,7 +26,8 @@ from tests.edge.conftest import (
     read_until_closed,
     send_and_read,
 )
-from tests.faults.conftest import eventually, fault_bridge, metric
+from tests.faults.conftest import fault_bridge
+from tests.fixtures.bridge import PUBLIC, TOKEN, eventually, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 INBOUND = "/twilio/inbound"

@@ -3,8 +3,9 @@
 * :func:`closed_port`: a port nothing listens on (connect → refused);
 * :func:`silent_server`: a socket that accepts and never says a word (connect → hangs);
 * :func:`status_server`: an HTTP server answering every request with one status;
-* :func:`fault_bridge`: the bridge (``create_app``) against the platform emulator, with
-  the pieces a fault test swaps in (connector, store, session settings, env).
+* :func:`fault_bridge`: the bridge under test (:mod:`tests.fixtures.bridge`) against the
+  platform emulator, with the pieces a fault test swaps in (connector, store, session
+  settings, env).
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import itertools
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,15 +25,21 @@ from starlette.routing import Route
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge.app import create_app
 from bridge.asgi import running_server
+from bridge.call.services import CallWatch
 from bridge.call.session import SessionSettings
-from bridge.config import with_overrides
 from bridge.convai.client import AgentConnector
 from bridge.store import Store
 from bridge.twilio import media as twilio
 from bridge.twilio.signature import compute_signature
-from tests.e2e.conftest import E2E, TOKEN, account_sid_of, bridge_config, with_token
+from tests.e2e.conftest import with_token
+from tests.fixtures.bridge import (
+    TOKEN,
+    BridgeUnderTest,
+    account_sid_of,
+    bridge_config,
+    running_bridge,
+)
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 
@@ -90,49 +96,32 @@ async def fault_bridge(
     calls: dict[str, Any] | None = None,
     ops: dict[str, Any] | None = None,
     server: dict[str, Any] | None = None,
+    watch: CallWatch | None = None,
     **env: str,
-) -> AsyncIterator[E2E]:
-    cfg = bridge_config(platform, **env)
-    # One routing sync at start, no periodic one: an idle app then has a fixed task set.
-    cfg = with_overrides(cfg, platform=_replace(cfg.platform, {"sync_interval_s": 0}))
-    if calls:
-        cfg = with_overrides(cfg, calls=_replace(cfg.calls, calls))
-    if ops:
-        cfg = with_overrides(cfg, ops=_replace(cfg.ops, ops))
-    if server:
-        cfg = with_overrides(cfg, server=_replace(cfg.server, server))
-    own_store = store is None
-    store = store if store is not None else Store(":memory:")
-    app = create_app(cfg, store=store, connector=connector, settings=settings)
-    try:
-        async with running_server(app, ws_max_size=cfg.server.max_message_bytes) as server:
-            await eventually(
-                lambda: not any(t.get_name() == "routing-sync" for t in asyncio.all_tasks())
-            )
-            yield E2E(platform, server, app, store)
-    finally:
-        if own_store:
-            store.close()
-
-
-def _replace(section: Any, values: dict[str, Any]) -> Any:
-    return dataclasses.replace(section, **values)
-
-
-def metric(app: Starlette, name: str, **labels: str) -> float:
-    value = app.state.metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
-
-
-async def eventually(
-    pred: Callable[[], bool], timeout_s: float = 10.0, why: Callable[[], object] = lambda: ""
-) -> None:
-    """Wait for ``pred`` (a state the system reaches by itself); fail after ``timeout_s``."""
-    for _ in range(int(timeout_s / 0.02)):
-        if pred():
-            return
-        await asyncio.sleep(0.02)
-    assert pred(), f"condition not reached in time {why()}"
+) -> AsyncIterator[BridgeUnderTest]:
+    """The bridge of :mod:`tests.fixtures.bridge` with one routing sync at start and no
+    periodic one (an idle app then has a fixed task set); ``calls`` / ``ops`` /
+    ``server`` replace keys of those sections, ``env`` adds to the environment."""
+    cfg = bridge_config(
+        platform,
+        sections={
+            "platform": {"sync_interval_s": 0},
+            "calls": calls,
+            "ops": ops,
+            "server": server,
+        },
+        **env,
+    )
+    async with running_bridge(
+        platform,
+        cfg,
+        store=store,
+        connector=connector,
+        settings=settings,
+        watch=watch,
+        settle_sync=True,
+    ) as bridge:
+        yield bridge
 
 
 def task_names() -> list[str]:
@@ -209,7 +198,7 @@ _sids = itertools.count(1)
 
 @contextlib.asynccontextmanager
 async def raw_stream(
-    e2e: E2E, *, rcvbuf: int | None = None, max_size: int | None = 1 << 24
+    e2e: BridgeUnderTest, *, rcvbuf: int | None = None, max_size: int | None = 1 << 24
 ) -> AsyncIterator[RawStream]:
     """A signed media-stream connection to the bridge, not started yet."""
     n = next(_sids)

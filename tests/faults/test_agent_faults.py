@@ -16,19 +16,22 @@ from bridge.config import ws_url_for
 from bridge.convai.client import AgentConnector
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult
-from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk, WaitForAgent
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause, Talk, WaitForAgent
 from bridge.emulator.twilio.twiml import Say
 from bridge.ws.client import ClientSocket
-from tests.e2e.conftest import E2E, heard_between, script_time, tone_snr_db, tone_ulaw
-from tests.faults.conftest import closed_port, eventually, fault_bridge, metric, silent_server
+from tests.e2e.conftest import heard_between, script_time, tone_snr_db, tone_ulaw
+from tests.faults.conftest import closed_port, fault_bridge, silent_server
+from tests.fixtures.bridge import BridgeUnderTest, eventually, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 # The tone comes back in real time while this caller runs 4x faster: the pause after it
 # leaves room for a loaded machine (CI) before the caller hangs up.
 HEALTHY_SCRIPT = CallScript.of(
-    Pause(0.3), Talk(tone_ulaw(1.2)), Pause(3.0), HangUp(), max_duration_s=30
+    Pause(0.3), Talk(tone_ulaw(1.2)), Pause(3.0), CallerHangsUp(), max_duration_s=30
 )
-FAULTY_SCRIPT = CallScript.of(WaitForAgent(timeout_s=8, quiet_s=0.5), HangUp(), max_duration_s=30)
+FAULTY_SCRIPT = CallScript.of(
+    WaitForAgent(timeout_s=8, quiet_s=0.5), CallerHangsUp(), max_duration_s=30
+)
 
 
 class RoutedConnector(AgentConnector):
@@ -47,7 +50,7 @@ def emulator_connector(platform: PlatformEmulator) -> AgentConnector:
     return AgentConnector(ws_url_for(platform.http_url), open_timeout_s=2.0)
 
 
-def assert_healthy(e2e: E2E, res: CallResult) -> None:
+def assert_healthy(e2e: BridgeUnderTest, res: CallResult) -> None:
     """The loopback call: its tone came back clean and it ended as the caller chose."""
     assert res.outcome is Outcome.COMPLETED, res.reason
     assert not any(isinstance(v, Say) for v in res.experience)
@@ -57,12 +60,14 @@ def assert_healthy(e2e: E2E, res: CallResult) -> None:
     assert e2e.call_record_reason(res.call_sid) == "caller_hangup"
 
 
-def apology(e2e: E2E, res: CallResult) -> str | None:
+def apology(e2e: BridgeUnderTest, res: CallResult) -> str | None:
     says = [v.text for v in res.experience if isinstance(v, Say)]
     return says[0] if says else None
 
 
-async def both(e2e: E2E, faulty_agent: str, healthy_agent: str) -> tuple[CallResult, CallResult]:
+async def both(
+    e2e: BridgeUnderTest, faulty_agent: str, healthy_agent: str
+) -> tuple[CallResult, CallResult]:
     healthy = asyncio.create_task(e2e.call(healthy_agent, HEALTHY_SCRIPT))
     await asyncio.sleep(0.2)  # the healthy call is under way when the fault happens
     faulty = await e2e.call(faulty_agent, FAULTY_SCRIPT)
@@ -78,7 +83,7 @@ def loopback_agent(platform: PlatformEmulator) -> str:
 @contextlib.asynccontextmanager
 async def bridge_with(
     platform: PlatformEmulator, special: dict[str, AgentConnector], **kw: object
-) -> AsyncIterator[E2E]:
+) -> AsyncIterator[BridgeUnderTest]:
     connector = RoutedConnector(emulator_connector(platform), special)
     async with fault_bridge(platform, connector=connector, **kw) as e2e:  # type: ignore[arg-type]
         yield e2e

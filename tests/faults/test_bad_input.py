@@ -12,8 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bridge.call.plan import MAX_PARAMETERS
 from bridge.twilio import media as twilio
-from tests.e2e.conftest import CALLER, E2E
-from tests.faults.conftest import RawStream, eventually, fault_bridge, metric, raw_stream
+from tests.faults.conftest import RawStream, fault_bridge, raw_stream
 from tests.faults.test_agent_faults import (
     FAULTY_SCRIPT,
     HEALTHY_SCRIPT,
@@ -21,6 +20,7 @@ from tests.faults.test_agent_faults import (
     assert_healthy,
     loopback_agent,
 )
+from tests.fixtures.bridge import CALLER, BridgeUnderTest, eventually, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 
@@ -32,7 +32,7 @@ def mirror_agent(p: PlatformEmulator) -> str:
     )
 
 
-async def started(e2e: E2E, caller: RawStream, agent: str, **params: str) -> None:
+async def started(e2e: BridgeUnderTest, caller: RawStream, agent: str, **params: str) -> None:
     """Start the stream and wait until the agent is talking to it (session ACTIVE)."""
     await caller.start({"agent_id": agent, "caller_id": CALLER, **params})
     await eventually(lambda: e2e.app.state.calls.get(caller.call_sid) is not None)

@@ -8,7 +8,7 @@ from bridge.config import ws_url_for
 from bridge.convai.client import AgentConnector
 from bridge.emulator.platform import Fault
 from bridge.platform.client import PlatformClient
-from tests.faults.conftest import eventually, fault_bridge, metric, silent_server
+from tests.faults.conftest import fault_bridge, silent_server
 from tests.faults.test_agent_faults import (
     FAULTY_SCRIPT,
     HEALTHY_SCRIPT,
@@ -17,6 +17,7 @@ from tests.faults.test_agent_faults import (
     assert_healthy,
     loopback_agent,
 )
+from tests.fixtures.bridge import eventually, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"

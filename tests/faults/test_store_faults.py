@@ -14,9 +14,9 @@ import pytest
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult
 from bridge.store import Store
-from tests.e2e.conftest import E2E
-from tests.faults.conftest import eventually, fault_bridge
+from tests.faults.conftest import fault_bridge
 from tests.faults.test_agent_faults import HEALTHY_SCRIPT, assert_healthy, loopback_agent
+from tests.fixtures.bridge import BridgeUnderTest, eventually
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 
@@ -59,7 +59,7 @@ async def test_locked_database_calls_flow_records_wait(
         store.close()
 
 
-def assert_healthy_but_unrecorded(e2e: E2E, res: CallResult) -> None:
+def assert_healthy_but_unrecorded(e2e: BridgeUnderTest, res: CallResult) -> None:
     """While the lock is held the call itself must be perfect (records come later)."""
     assert res.outcome is Outcome.COMPLETED, res.reason
     assert res.stream is not None and len(res.stream.heard) > 0

@@ -10,16 +10,9 @@ from bridge.call.session import SessionSettings
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.script import CallScript
 from bridge.emulator.twilio.twiml import Say
-from tests.e2e.conftest import CALLER
-from tests.faults.conftest import (
-    eventually,
-    fault_bridge,
-    metric,
-    raw_stream,
-    status_server,
-    task_names,
-)
+from tests.faults.conftest import fault_bridge, raw_stream, status_server, task_names
 from tests.faults.test_agent_faults import HEALTHY_SCRIPT, assert_healthy, loopback_agent
+from tests.fixtures.bridge import CALLER, eventually, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 ACCOUNT = "AC" + "1" * 32

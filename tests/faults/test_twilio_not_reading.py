@@ -16,10 +16,11 @@ from websockets.uri import parse_uri
 from bridge.call.session import SessionSettings
 from bridge.twilio import media as twilio
 from bridge.twilio.signature import compute_signature
-from tests.e2e.conftest import CALLER, E2E, TOKEN, account_sid_of, with_token
-from tests.faults.conftest import STREAM_URL, eventually, fault_bridge, metric
+from tests.e2e.conftest import with_token
+from tests.faults.conftest import STREAM_URL, fault_bridge
 from tests.faults.test_agent_faults import HEALTHY_SCRIPT, assert_healthy, loopback_agent
 from tests.faults.test_twilio_faults import audio_burst
+from tests.fixtures.bridge import CALLER, TOKEN, BridgeUnderTest, account_sid_of, eventually, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 CALL_SID, STREAM_SID = "CA" + "d" * 32, "MZ" + "d" * 32
@@ -75,7 +76,7 @@ class DeafStream:
 
 
 @contextlib.asynccontextmanager
-async def deaf_stream(e2e: E2E) -> AsyncIterator[DeafStream]:
+async def deaf_stream(e2e: BridgeUnderTest) -> AsyncIterator[DeafStream]:
     loop = asyncio.get_running_loop()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window

@@ -5,8 +5,8 @@ import pytest
 
 from bridge.loadtest.align import EchoResult
 from bridge.loadtest.model import (
+    CallMeasurement,
     CallOutcome,
-    CallRecord,
     Criteria,
     aggregate,
     judge,
@@ -22,7 +22,7 @@ def _echo(sent: int, lost: int) -> EchoResult:
 
 
 def _rec(i: int, outcome=CallOutcome.COMPLETED, reason="caller hung up", start=0.0, s=10.0):
-    return CallRecord(
+    return CallMeasurement(
         index=i,
         phase=0,
         scenario="loopback",

@@ -9,8 +9,8 @@ from bridge.call.actions import HANGUP, Apology, Disposition, EndReason
 from bridge.call.admission import Refusal
 from bridge.call.registry import LiveCalls
 from bridge.config import OpsConfig
+from bridge.metrics import Metrics
 from bridge.ops.drain import Drain
-from bridge.ops.metrics import Metrics
 from tests.telephony.fakes import FakeCall
 
 

@@ -10,9 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import TwilioConfig
 from bridge.ops.health import readiness, security_warnings
-from bridge.ops.upstream import UpstreamHealth
+from bridge.platform.reachability import UpstreamHealth
 from bridge.store import Store
-from tests.faults.conftest import eventually, fault_bridge, metric
+from tests.faults.conftest import fault_bridge
+from tests.fixtures.bridge import eventually, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bridge.emulator.twilio.script import CallScript, HangUp, Talk, WaitForAgent
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Talk, WaitForAgent
 from bridge.log import MAX_FIELD_CHARS, QUIET_LIBRARIES, configure_logging
 from tests.e2e.conftest import tone_ulaw
-from tests.faults.conftest import eventually, fault_bridge
+from tests.faults.conftest import fault_bridge
 from tests.faults.test_agent_faults import HEALTHY_SCRIPT, assert_healthy, loopback_agent
+from tests.fixtures.bridge import eventually
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
 
@@ -63,7 +64,10 @@ async def test_no_secret_and_no_audio_in_the_logs(
         BRIDGE_ADMIN_TOKEN=ADMIN_TOKEN,
     ) as e2e:
         script = CallScript.of(
-            WaitForAgent(timeout_s=10), Talk(tone_ulaw(1.0)), WaitForAgent(timeout_s=10), HangUp()
+            WaitForAgent(timeout_s=10),
+            Talk(tone_ulaw(1.0)),
+            WaitForAgent(timeout_s=10),
+            CallerHangsUp(),
         )
         res = await e2e.call(private, script, auth_token=tw.auth_token)
         await eventually(lambda: len(e2e.app.state.calls) == 0)

@@ -10,7 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from bridge.ops.loop_lag import LagRecorder
-from tests.faults.conftest import eventually, fault_bridge, metric
+from tests.faults.conftest import fault_bridge
+from tests.fixtures.bridge import eventually, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 

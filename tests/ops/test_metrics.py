@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk, WaitForAgent
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause, Talk, WaitForAgent
 from tests.e2e.conftest import tone_ulaw
-from tests.faults.conftest import eventually, fault_bridge, metric, task_names
+from tests.faults.conftest import fault_bridge, task_names
+from tests.fixtures.bridge import eventually, metric
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 
@@ -23,7 +24,7 @@ async def test_a_call_is_counted_in_every_family(platform_emulator: PlatformEmul
         Talk(tone_ulaw(1.5)),
         WaitForAgent(timeout_s=10, quiet_s=0.5),
         Pause(0.5),
-        HangUp(),
+        CallerHangsUp(),
         max_duration_s=40,
     )
     async with fault_bridge(p) as e2e:

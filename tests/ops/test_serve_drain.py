@@ -25,7 +25,7 @@ import httpx
 from bridge.emulator.twilio.caller import place_call
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult
-from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk, WaitForAgent
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause, Talk, WaitForAgent
 from bridge.emulator.twilio.twiml import Reject, Say
 from tests.e2e.conftest import heard_between, script_time, tone_ulaw
 from tests.fixtures.platform_emulator import PlatformEmulator
@@ -134,7 +134,7 @@ CONVERSATION = CallScript.of(
     Talk(tone_ulaw(2.0)),
     WaitForAgent(timeout_s=10, quiet_s=0.6),
     Pause(0.5),
-    HangUp(),
+    CallerHangsUp(),
     max_duration_s=60,
 )
 

@@ -12,9 +12,11 @@ from bridge.config import ws_url_for
 from bridge.convai.client import AgentConnector
 from bridge.emulator.platform import Fault
 from bridge.errors import PlatformApiError
-from bridge.ops.upstream import UpstreamHealth, connect_error_kind, probe_loop, probe_once
+from bridge.ops.upstream import probe_loop, probe_once
 from bridge.platform.client import PlatformClient
-from tests.faults.conftest import closed_port, eventually, silent_server
+from bridge.platform.reachability import UpstreamHealth, connect_error_kind
+from tests.faults.conftest import closed_port, silent_server
+from tests.fixtures.bridge import eventually
 from tests.fixtures.platform_emulator import PlatformEmulator
 
 

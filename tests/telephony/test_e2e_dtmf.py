@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 
 from bridge.audio.g711 import ulaw_decode
-from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Press
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause, Press
 from bridge.log import JsonFormatter
-from bridge.telephony.dtmf import DtmfDetector
+from bridge.telephony.dtmf_tones import DtmfDetector
+from tests.fixtures.bridge import BridgeUnderTest
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
-from tests.telephony.conftest import Phone, running_phone
+from tests.telephony.conftest import running_phone
 
 
-def _listener(p: Phone) -> str:
+def _listener(p: BridgeUnderTest) -> str:
     return p.platform.create_agent(
         behaviour={"mode": "silent", "greeting": False},
         input_format="ulaw_8000",
@@ -37,7 +38,11 @@ async def test_each_digit_reaches_the_agent_and_only_its_count_is_recorded(
         res = await p.call(
             agent,
             CallScript.of(
-                Pause(0.5), Press(keys, gap_s=0.2), Press("58", gap_s=0.2), Pause(0.5), HangUp()
+                Pause(0.5),
+                Press(keys, gap_s=0.2),
+                Press("58", gap_s=0.2),
+                Pause(0.5),
+                CallerHangsUp(),
             ),
         )
         conv = await p.ended_conversation(agent)
@@ -67,7 +72,7 @@ async def test_store_digits_keeps_each_digit_in_the_record(
     async with running_phone(platform_emulator, twilio_emulator, store_digits=True) as p:
         agent = _listener(p)
         res = await p.call(
-            agent, CallScript.of(Pause(0.5), Press("42#", gap_s=0.3), Pause(0.5), HangUp())
+            agent, CallScript.of(Pause(0.5), Press("42#", gap_s=0.3), Pause(0.5), CallerHangsUp())
         )
         conv = await p.ended_conversation(agent)
         assert conv.user_messages == ["4", "2", "#"]
@@ -84,7 +89,7 @@ async def test_collect_mode_sends_one_entry_at_hash(
     async with running_phone(platform_emulator, twilio_emulator, dtmf_mode="collect") as p:
         agent = _listener(p)
         await p.call(
-            agent, CallScript.of(Pause(0.5), Press("1234#", gap_s=0.2), Pause(0.5), HangUp())
+            agent, CallScript.of(Pause(0.5), Press("1234#", gap_s=0.2), Pause(0.5), CallerHangsUp())
         )
         conv = await p.ended_conversation(agent)
         assert conv.user_messages == ["1234"]
@@ -101,7 +106,12 @@ async def test_collect_mode_sends_the_entry_after_a_pause(
         await p.call(
             agent,
             CallScript.of(
-                Pause(0.5), Press("77", gap_s=0.2), Pause(10.0), Press("9"), Pause(10.0), HangUp()
+                Pause(0.5),
+                Press("77", gap_s=0.2),
+                Pause(10.0),
+                Press("9"),
+                Pause(10.0),
+                CallerHangsUp(),
             ),
             speed=10.0,
         )
@@ -116,7 +126,7 @@ async def test_digits_as_contextual_updates(
         platform_emulator, twilio_emulator, dtmf_deliver="contextual_update"
     ) as p:
         agent = _listener(p)
-        await p.call(agent, CallScript.of(Pause(0.5), Press("5"), Pause(0.5), HangUp()))
+        await p.call(agent, CallScript.of(Pause(0.5), Press("5"), Pause(0.5), CallerHangsUp()))
         conv = await p.ended_conversation(agent)
         assert conv.user_messages == []
         assert conv.contextual_updates == ["The caller pressed 5 on the keypad."]
@@ -146,7 +156,7 @@ async def test_send_dtmf_digits_are_recovered_from_what_the_caller_heard(
             input_format="ulaw_8000",
             output_format="ulaw_8000",
         )
-        res = await p.call(agent, CallScript.of(Pause(7.0), HangUp(), max_duration_s=30))
+        res = await p.call(agent, CallScript.of(Pause(7.0), CallerHangsUp(), max_duration_s=30))
         stream = res.stream
         assert stream is not None
         heard = np.frombuffer(ulaw_decode(stream.heard_audio()), dtype="<i2")

@@ -12,14 +12,15 @@ from bridge.audio import signals
 from bridge.audio.g711 import ulaw_encode
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult
-from bridge.emulator.twilio.script import CallScript, HangUp, Pause, Talk
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause, Talk
 from bridge.emulator.twilio.twiml import Hangup, Say
+from tests.fixtures.bridge import BridgeUnderTest
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
-from tests.telephony.conftest import Phone, running_phone
+from tests.telephony.conftest import running_phone
 
 
-def _silent_agent(p: Phone) -> str:
+def _silent_agent(p: BridgeUnderTest) -> str:
     return p.platform.create_agent(
         behaviour={"mode": "silent", "greeting": False},
         input_format="ulaw_8000",
@@ -42,7 +43,7 @@ async def test_max_duration_warns_the_agent_then_ends_the_call(
     ) as p:
         agent = _silent_agent(p)
         started = time.monotonic()
-        res = await p.call(agent, CallScript.of(Pause(60.0), HangUp(), max_duration_s=120))
+        res = await p.call(agent, CallScript.of(Pause(60.0), CallerHangsUp(), max_duration_s=120))
         assert time.monotonic() - started < 10  # the caller would have stayed 15 s
         assert res.outcome is Outcome.COMPLETED
         assert res.stream is not None and res.stream.ended_by in ("bridge", "rest")
@@ -66,7 +67,7 @@ async def test_silence_timeout_ends_a_silent_call(
     caplog.set_level(logging.INFO, logger="bridge")
     async with running_phone(platform_emulator, twilio_emulator, silence_timeout_s=1.0) as p:
         agent = _silent_agent(p)
-        res = await p.call(agent, CallScript.of(Pause(60.0), HangUp(), max_duration_s=120))
+        res = await p.call(agent, CallScript.of(Pause(60.0), CallerHangsUp(), max_duration_s=120))
         assert res.stream is not None and res.stream.ended_by in ("bridge", "rest")
         assert p.record(res.call_sid).end_reason == "silence"
         (limit,) = _logged(caplog, "telephony.limit_reached")
@@ -92,9 +93,9 @@ async def test_silence_timeout_counts_from_the_callers_last_sound(
         assert p.record(res.call_sid).end_reason == "silence"
 
 
-async def _hold_a_call(p: Phone, agent: str, number: str) -> asyncio.Task[CallResult]:
+async def _hold_a_call(p: BridgeUnderTest, agent: str, number: str) -> asyncio.Task[CallResult]:
     """A call that stays on the line (~1 s of wall time); returns once it is live."""
-    task = asyncio.create_task(p.call(agent, CallScript.of(Pause(4.0), HangUp()), to=number))
+    task = asyncio.create_task(p.call(agent, CallScript.of(Pause(4.0), CallerHangsUp()), to=number))
     deadline = time.monotonic() + 5
     while len(p.app.state.calls) == 0:
         assert time.monotonic() < deadline, "first call never went live"
@@ -114,13 +115,13 @@ async def test_per_number_cap_refuses_with_busy(
         agent = _silent_agent(p)
         number, other = p.number_for(agent), p.number_for(agent)
         first = await _hold_a_call(p, agent, number)
-        refused = await p.call(agent, CallScript.of(HangUp()), to=number)
+        refused = await p.call(agent, CallScript.of(CallerHangsUp()), to=number)
         assert refused.outcome is Outcome.REJECTED
         assert refused.status == "busy"
         (webhook,) = refused.fetches
         assert "<Reject" in webhook.twiml
         # Another number is not affected by this number's cap.
-        fine = await p.call(agent, CallScript.of(Pause(0.4), HangUp()), to=other)
+        fine = await p.call(agent, CallScript.of(Pause(0.4), CallerHangsUp()), to=other)
         assert fine.outcome is Outcome.COMPLETED and fine.stream is not None
         done = await first
         assert done.outcome is Outcome.COMPLETED and done.stream is not None
@@ -128,7 +129,7 @@ async def test_per_number_cap_refuses_with_busy(
         assert over.bridge_fields["number"] == number  # type: ignore[attr-defined]
         assert _logged(caplog, "call.refused")[0].bridge_fields["reason"] == "over_capacity"  # type: ignore[attr-defined]
         # Once the first call is over the number takes calls again.
-        again = await p.call(agent, CallScript.of(Pause(0.4), HangUp()), to=number)
+        again = await p.call(agent, CallScript.of(Pause(0.4), CallerHangsUp()), to=number)
         assert again.outcome is Outcome.COMPLETED
 
 

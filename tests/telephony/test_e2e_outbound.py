@@ -7,14 +7,15 @@ import time
 
 from bridge.emulator.twilio.callee import CalleeMode
 from bridge.emulator.twilio.program import Outcome
+from tests.fixtures.bridge import BridgeUnderTest
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
-from tests.telephony.conftest import Phone, running_phone
+from tests.telephony.conftest import running_phone
 
 CALLEE = "+14155550177"
 
 
-def _agent(p: Phone) -> str:
+def _agent(p: BridgeUnderTest) -> str:
     return p.platform.create_agent(
         behaviour={"mode": "echo"}, input_format="ulaw_8000", output_format="ulaw_8000"
     )

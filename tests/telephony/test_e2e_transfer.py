@@ -8,17 +8,18 @@ import pytest
 
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult
-from bridge.emulator.twilio.script import CallScript, HangUp, Pause
+from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause
 from bridge.emulator.twilio.twiml import Dial, DialTarget
+from tests.fixtures.bridge import BridgeUnderTest
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
-from tests.telephony.conftest import Phone, running_phone
+from tests.telephony.conftest import running_phone
 
 DESK = "+14155550100"
 LAST_WORDS_MS = 800
 
 
-def _transferring_agent(p: Phone, parameters: dict[str, str]) -> str:
+def _transferring_agent(p: BridgeUnderTest, parameters: dict[str, str]) -> str:
     return p.platform.create_agent(
         behaviour={
             "mode": "silent",
@@ -32,7 +33,7 @@ def _transferring_agent(p: Phone, parameters: dict[str, str]) -> str:
     )
 
 
-def _dial(p: Phone, res: CallResult) -> Dial:
+def _dial(p: BridgeUnderTest, res: CallResult) -> Dial:
     """The <Dial> that moved the caller: the bridge's REST update of the live call, or
     its answer to the <Connect action> request (either is Twilio's way to transfer)."""
     fetch = res.fetches[-1]
@@ -94,7 +95,7 @@ async def test_destination_off_the_allow_list_is_answered_with_is_error(
     # The default allow-list is empty: every agent transfer is refused.
     async with running_phone(platform_emulator, twilio_emulator) as p:
         agent = _transferring_agent(p, {"phone_number": "+19005550100"})
-        res = await p.call(agent, CallScript.of(Pause(3.0), HangUp(), max_duration_s=20))
+        res = await p.call(agent, CallScript.of(Pause(3.0), CallerHangsUp(), max_duration_s=20))
         assert res.outcome is Outcome.COMPLETED
         assert res.transfer_to is None
         assert res.stream is not None and res.stream.ended_by == "caller"
@@ -113,7 +114,7 @@ async def test_malformed_destination_is_answered_with_is_error(
 ) -> None:
     async with running_phone(platform_emulator, twilio_emulator, transfer_allow=("+*",)) as p:
         agent = _transferring_agent(p, {"phone_number": "the front desk"})
-        res = await p.call(agent, CallScript.of(Pause(2.0), HangUp(), max_duration_s=20))
+        res = await p.call(agent, CallScript.of(Pause(2.0), CallerHangsUp(), max_duration_s=20))
         assert res.transfer_to is None
         (result,) = (await p.ended_conversation(agent)).tool_results
         assert result.is_error and "E.164" in result.result

@@ -8,16 +8,17 @@ from bridge.emulator.twilio.callee import CalleeMode
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult
 from bridge.emulator.twilio.twiml import Hangup, Say
+from tests.fixtures.bridge import BridgeUnderTest
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.fixtures.twilio_emulator import TwilioEmulator
-from tests.telephony.conftest import Phone, running_phone
+from tests.telephony.conftest import running_phone
 
 CALLEE = "+14155550188"
 MESSAGE = "This is the clinic. Please call us back about your appointment."
 
 
 async def _dial(
-    p: Phone, mode: CalleeMode, detection: str = "DetectMessageEnd"
+    p: BridgeUnderTest, mode: CalleeMode, detection: str = "DetectMessageEnd"
 ) -> tuple[str, CallResult]:
     agent = p.platform.create_agent(
         behaviour={"mode": "silent"},

@@ -10,7 +10,7 @@ from bridge.telephony.limits import (
     DurationWarning,
     LimitReached,
     SilenceWatch,
-    level_dbfs,
+    rms_dbfs,
 )
 
 
@@ -52,12 +52,12 @@ def test_zero_duration_disables_and_zero_warning_skips_the_warning() -> None:
 def test_level_dbfs() -> None:
     t = np.arange(8000) / 8000
     full = 32767 * np.sin(2 * np.pi * 1000 * t)
-    assert level_dbfs(full) == pytest.approx(-3.01, abs=0.05)
-    assert level_dbfs(np.zeros(160)) == -math.inf
-    assert level_dbfs(np.array([], dtype=np.int16)) == -math.inf
+    assert rms_dbfs(full) == pytest.approx(-3.01, abs=0.05)
+    assert rms_dbfs(np.zeros(160)) == -math.inf
+    assert rms_dbfs(np.array([], dtype=np.int16)) == -math.inf
     # Little-endian PCM bytes (what G.711 decoding gives) read the same as the array.
     pcm = full.astype("<i2")
-    assert level_dbfs(pcm.tobytes()) == pytest.approx(level_dbfs(pcm), abs=0.01)
+    assert rms_dbfs(pcm.tobytes()) == pytest.approx(rms_dbfs(pcm), abs=0.01)
 
 
 def test_silence_timeout_counts_from_the_last_loud_enough_audio() -> None:

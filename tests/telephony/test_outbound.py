@@ -3,10 +3,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from bridge.admin.models import OutboundCall
 from bridge.errors import InputError
 from bridge.store import NumberRecord
 from bridge.telephony.outbound import (
-    OutboundCall,
     RateLimiter,
     ResolvedCall,
     check_twiml_size,

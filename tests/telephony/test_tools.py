@@ -8,7 +8,7 @@ from bridge.call.actions import EndReason, Transfer
 from bridge.call.tools import default_tools
 from bridge.config import TelephonyConfig
 from bridge.errors import InputError
-from bridge.telephony.dtmf import detect_pcm
+from bridge.telephony.dtmf_tones import detect_pcm
 from bridge.telephony.tools import TelephonyTools
 from tests.telephony.fakes import FakeCall
 

@@ -4,7 +4,7 @@ import pytest
 
 from bridge.telephony.voicemail import (
     ANSWERED_BY,
-    HangUp,
+    Disconnect,
     NotifyAgent,
     PlayMessage,
     Proceed,
@@ -22,12 +22,12 @@ def test_people_and_unknown_results_proceed(answered_by: str | None, action: str
 
 @pytest.mark.parametrize("action", ["hangup", "agent", "message"])
 def test_fax_is_always_hung_up_on(action: str) -> None:
-    assert decide("fax", action, "msg") == HangUp("fax")  # type: ignore[arg-type]
+    assert decide("fax", action, "msg") == Disconnect("fax")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("answered_by", MACHINES)
 def test_each_policy_on_a_machine(answered_by: str) -> None:
-    assert decide(answered_by, "hangup", "m") == HangUp(f"voicemail ({answered_by})")
+    assert decide(answered_by, "hangup", "m") == Disconnect(f"voicemail ({answered_by})")
     played = decide(answered_by, "message", "Call us back.")
     assert played == PlayMessage("Call us back.")
     note = decide(answered_by, "agent", "m")

@@ -41,6 +41,7 @@ from enum import Enum
 import msgspec
 
 from bridge.audio.formats import AudioFormat, parse_format
+from bridge.b64 import decode_strict
 from bridge.convai.messages import (
     AgentResponse,
     AgentResponseEvent,
@@ -160,7 +161,7 @@ class _StepState:
 class _AudioChunkBytes(msgspec.Struct):
     """``user_audio_chunk`` with the base64 decoded by msgspec, in C, with the JSON.
 
-    Whatever it accepts, ``binascii.a2b_base64(strict_mode=True)`` accepts too, with the
+    Whatever it accepts, :func:`~bridge.b64.decode_strict` accepts too, with the
     same bytes; what it refuses goes the general way (:func:`parse_client`), which says
     exactly what is wrong."""
 
@@ -442,7 +443,7 @@ class EmulatedConversation:
         match msg:
             case UserAudioChunk(user_audio_chunk=payload):
                 try:
-                    raw = binascii.a2b_base64(payload, strict_mode=True)
+                    raw = decode_strict(payload)
                 except (binascii.Error, ValueError):
                     self._close(CLOSE_INVALID_PAYLOAD, "user_audio_chunk is not valid base64")
                     return

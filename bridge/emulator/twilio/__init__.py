@@ -22,8 +22,8 @@ from bridge.emulator.twilio.records import CallResult, Received, Sent, SentFrame
 from bridge.emulator.twilio.script import (
     At,
     BargeIn,
+    CallerHangsUp,
     CallScript,
-    HangUp,
     Pause,
     Press,
     Talk,
@@ -39,7 +39,7 @@ __all__ = [
     "CallScript",
     "CallSpec",
     "CalleeMode",
-    "HangUp",
+    "CallerHangsUp",
     "HeardSegment",
     "MarkEcho",
     "Outcome",

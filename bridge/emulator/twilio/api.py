@@ -22,8 +22,6 @@ voice_url?, status_callback?}``).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hmac
 import json
@@ -38,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bridge.b64 import decode_strict
 from bridge.emulator.twilio.callee import CalleeMode, callee_mode, callee_plan
 from bridge.emulator.twilio.records import CallResult
 from bridge.emulator.twilio.script import CallScript
@@ -76,8 +75,8 @@ def _authorized(request: Request, state: TwilioEmulatorState) -> bool:
     if scheme.lower() != "basic":
         return False
     try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+        user, _, password = decode_strict(encoded).decode().partition(":")
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8
         return False
     return hmac.compare_digest(user, state.account_sid) and hmac.compare_digest(
         password, state.auth_token

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from bridge.emulator.twilio.script import (
     FRAME_BYTES,
+    CallerHangsUp,
     CallScript,
-    HangUp,
     Pause,
     Step,
     Talk,
@@ -118,7 +118,7 @@ def callee_plan(
                 WaitForAgent(timeout_s=15.0, quiet_s=0.6),
                 Talk(speech_like(length, seed=seed + 1 + i), f"reply {i + 1}"),
             ]
-        steps += [WaitForAgent(timeout_s=15.0, quiet_s=0.6), HangUp()]
+        steps += [WaitForAgent(timeout_s=15.0, quiet_s=0.6), CallerHangsUp()]
         return CalleePlan("answer", CallScript(tuple(steps), max_duration_s=120.0), amd)
     # Voicemail: greeting, beep, then it records silence until its limit.
     if machine_detection == "Enable":

@@ -17,7 +17,7 @@ Steps (run in order):
   quiet for ``quiet_s`` (its turn is over), or ``timeout_s`` passed.
 * ``BargeIn(audio, after_s, timeout_s)`` — wait until the agent has been audible for
   ``after_s``, then talk over it; skipped (noted) if it never speaks within ``timeout_s``.
-* ``HangUp()`` — hang up now.
+* ``CallerHangsUp()`` — hang up now.
 
 ``CallScript.hangup_at`` hangs up at a fixed time whatever the step; ``max_duration_s``
 is the safety net.  When the steps run out the caller stays on the line in silence until
@@ -79,11 +79,11 @@ class BargeIn:
 
 
 @dataclass(frozen=True)
-class HangUp:
-    pass
+class CallerHangsUp:
+    """The caller hangs up now."""
 
 
-Step = Talk | Pause | At | Press | WaitForAgent | BargeIn | HangUp
+Step = Talk | Pause | At | Press | WaitForAgent | BargeIn | CallerHangsUp
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from bridge.emulator.twilio.script import (
     SILENCE_FRAME,
     At,
     BargeIn,
+    CallerHangsUp,
     CallScript,
-    HangUp,
     Pause,
     Press,
     ScriptRunner,
@@ -36,7 +36,7 @@ def run(
 
 
 def test_talk_is_sliced_into_frames_and_padded() -> None:
-    ticks = run(CallScript.of(Talk(b"\x01" * 400), HangUp()))
+    ticks = run(CallScript.of(Talk(b"\x01" * 400), CallerHangsUp()))
     assert [t.frame for t in ticks[:3]] == [
         b"\x01" * 160,
         b"\x01" * 160,
@@ -47,7 +47,9 @@ def test_talk_is_sliced_into_frames_and_padded() -> None:
 
 def test_pause_and_at_count_from_the_first_tick() -> None:
     ticks = run(
-        CallScript.of(Pause(0.1), Talk(b"\x02" * 160), At(0.5), Talk(b"\x03" * 160), HangUp())
+        CallScript.of(
+            Pause(0.1), Talk(b"\x02" * 160), At(0.5), Talk(b"\x03" * 160), CallerHangsUp()
+        )
     )
     frames = [t.frame for t in ticks]
     assert frames.index(b"\x02" * 160) == 5  # after 0.1 s of silence
@@ -56,7 +58,7 @@ def test_pause_and_at_count_from_the_first_tick() -> None:
 
 
 def test_press_spaces_digits_and_hangs_up_with_the_last() -> None:
-    ticks = run(CallScript.of(Press("1#", gap_s=0.1), HangUp()))
+    ticks = run(CallScript.of(Press("1#", gap_s=0.1), CallerHangsUp()))
     digits = [(k, t.digits) for k, t in enumerate(ticks) if t.digits]
     assert digits == [(0, ("1",)), (5, ("#",))]
     assert ticks[-1].hangup == "script" and ticks[-1].digits == ("#",)
@@ -69,21 +71,23 @@ def test_press_rejects_non_dtmf() -> None:
 
 def test_wait_for_agent_waits_for_its_turn_to_end() -> None:
     agent = [False] * 10 + [True] * 20 + [False] * 100
-    ticks = run(CallScript.of(WaitForAgent(quiet_s=0.2), Talk(b"\x04" * 160), HangUp()), agent)
+    ticks = run(
+        CallScript.of(WaitForAgent(quiet_s=0.2), Talk(b"\x04" * 160), CallerHangsUp()), agent
+    )
     frames = [t.frame for t in ticks]
     # agent audible for ticks 10..29, quiet from 30; the reply starts 0.2 s (10 ticks) later
     assert frames.index(b"\x04" * 160) == 40
 
 
 def test_wait_for_agent_times_out_and_notes_it() -> None:
-    r = ScriptRunner(CallScript.of(WaitForAgent(timeout_s=0.1), HangUp()))
+    r = ScriptRunner(CallScript.of(WaitForAgent(timeout_s=0.1), CallerHangsUp()))
     ticks = [r.tick(k * FRAME_S, False) for k in range(10)]
     assert next(k for k, t in enumerate(ticks) if t.hangup) == 5
     assert [e.kind for e in r.events] == ["timeout", "hangup"]
 
 
 def test_barge_in_talks_over_the_agent_after_a_delay() -> None:
-    r = ScriptRunner(CallScript.of(BargeIn(b"\x05" * 320, after_s=0.1), HangUp()))
+    r = ScriptRunner(CallScript.of(BargeIn(b"\x05" * 320, after_s=0.1), CallerHangsUp()))
     frames = []
     for k in range(30):
         tick = r.tick(k * FRAME_S, k >= 5)
@@ -95,7 +99,9 @@ def test_barge_in_talks_over_the_agent_after_a_delay() -> None:
 
 
 def test_barge_in_resets_when_the_agent_stops_and_times_out() -> None:
-    r = ScriptRunner(CallScript.of(BargeIn(b"\x05" * 160, after_s=0.1, timeout_s=0.3), HangUp()))
+    r = ScriptRunner(
+        CallScript.of(BargeIn(b"\x05" * 160, after_s=0.1, timeout_s=0.3), CallerHangsUp())
+    )
     # audible in bursts of 3 ticks (60 ms < after_s): never long enough to barge in
     ticks = [r.tick(k * FRAME_S, k % 4 != 3) for k in range(20)]
     assert all(t.frame == SILENCE_FRAME for t in ticks)

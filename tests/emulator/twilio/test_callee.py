@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.emulator.twilio.callee import CalleeMode, callee_mode, callee_plan
-from bridge.emulator.twilio.script import HangUp, Talk, WaitForAgent
+from bridge.emulator.twilio.script import CallerHangsUp, Talk, WaitForAgent
 from bridge.errors import InputError
 
 
@@ -13,7 +13,7 @@ def test_human_says_hello_then_answers_each_turn() -> None:
     plan = callee_plan(CalleeMode.HUMAN)
     assert plan.answer == "answer" and plan.amd is None
     kinds = [type(s) for s in plan.script.steps]
-    assert kinds[-1] is HangUp and kinds.count(WaitForAgent) == 3
+    assert kinds[-1] is CallerHangsUp and kinds.count(WaitForAgent) == 3
     talks = [s for s in plan.script.steps if isinstance(s, Talk)]
     assert [t.label for t in talks] == ["hello", "reply 1", "reply 2"]
     assert len(talks[0].audio) == 6400  # 0.8 s

@@ -25,8 +25,8 @@ from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.records import CallResult
 from bridge.emulator.twilio.script import (
     BargeIn,
+    CallerHangsUp,
     CallScript,
-    HangUp,
     Pause,
     Press,
     Talk,
@@ -166,7 +166,7 @@ async def test_caller_hang_up_sends_stop_and_skips_connect_action(
 ) -> None:
     t, server = toy
     t.mode = "hold"
-    script = CallScript.of(Talk(b"\x01" * 480), Press("12", gap_s=0.1), HangUp())
+    script = CallScript.of(Talk(b"\x01" * 480), Press("12", gap_s=0.1), CallerHangsUp())
     res = await place_call(server.http_url, script=script, auth_token=TOKEN, speed=SPEED)
     assert _events(t.received) == [
         "connected",
@@ -342,7 +342,7 @@ async def test_public_url_signs_over_public_urls_and_connects_to_loopback() -> N
             public_url="https://bridge.example.com",
             auth_token=TOKEN,
             speed=SPEED,
-            script=CallScript.of(Pause(0.2), HangUp()),
+            script=CallScript.of(Pause(0.2), CallerHangsUp()),
         )
     assert all(t.signatures_ok) and t.upgrade_ok
     assert res.webhook is not None and res.webhook.url == "https://bridge.example.com/twilio/voice"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.errors import InputError
-from bridge.telephony.dtmf_in import KeypadCollector, KeypadMessage, KeypadPolicy
+from bridge.telephony.keypad import KeypadCollector, KeypadMessage, KeypadPolicy
 
 
 def test_each_mode_sends_every_key_at_once_as_user_message() -> None:

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import InputError
-from bridge.telephony import dtmf
-from bridge.telephony.dtmf import (
+from bridge.telephony import dtmf_tones
+from bridge.telephony.dtmf_tones import (
     BLOCK,
     FREQS,
     RATE,
@@ -55,15 +55,15 @@ def test_timing_100ms_tone_100ms_gap_and_w_pause() -> None:
     assert np.all(pcm[800:1600] == 0)
     assert np.all(pcm[1600:5600] == 0)
     assert np.abs(pcm[100:700]).max() > 5000
-    assert dtmf.duration_s("1w2") == pytest.approx(pcm.size / RATE)
+    assert dtmf_tones.duration_s("1w2") == pytest.approx(pcm.size / RATE)
 
 
 def test_levels_and_twist_of_the_generated_tones() -> None:
     x = tone_pcm("5", 1000, ramp_ms=0)
     low_only = tone_pcm("5", 1000, high_dbm0=-300, ramp_ms=0)
     high_only = tone_pcm("5", 1000, low_dbm0=-300, ramp_ms=0)
-    assert dtmf.level_dbm0(low_only) == pytest.approx(-8.0, abs=0.1)
-    assert dtmf.level_dbm0(high_only) == pytest.approx(-6.0, abs=0.1)
+    assert dtmf_tones.level_dbm0(low_only) == pytest.approx(-8.0, abs=0.1)
+    assert dtmf_tones.level_dbm0(high_only) == pytest.approx(-6.0, abs=0.1)
     # The sum never clips 16-bit (mu-law's ceiling is 32124).
     assert np.abs(x).max() < 32124
 
@@ -136,7 +136,7 @@ def test_twist_limits() -> None:
 def _offset_tone(key: str, factor: float, ms: float) -> np.ndarray:
     low, high = FREQS[key]
     t = np.arange(round(RATE * ms / 1000)) / RATE
-    a = dtmf.DBM0_PEAK * 10 ** (-7 / 20)
+    a = dtmf_tones.DBM0_PEAK * 10 ** (-7 / 20)
     return a * np.sin(2 * np.pi * low * factor * t) + a * np.sin(2 * np.pi * high * factor * t)
 
 
@@ -197,4 +197,4 @@ def test_goertzel_matches_the_dft_at_exact_frequencies() -> None:
     freqs = np.array([697.0, 1633.0, 1000.0])
     n = np.arange(BLOCK)
     dft = np.abs(blocks @ np.exp(-2j * np.pi * np.outer(n, freqs) / RATE)) ** 2
-    assert np.allclose(dtmf.goertzel_power(blocks, freqs), dft, rtol=1e-9)
+    assert np.allclose(dtmf_tones.goertzel_power(blocks, freqs), dft, rtol=1e-9)
