@@ -67,6 +67,7 @@ from bridge.call.services import CallServices, CallWatcher
 from bridge.call.session import CallSession
 from bridge.call.stream_gate import StreamGate
 from bridge.convai.messages import Audio, Ping, parse_server
+from bridge.edge.turns import spread
 from bridge.errors import BridgeError, ConvaiProtocolError, PlatformApiError, TwilioProtocolError
 from bridge.log import log_event
 from bridge.metrics import FROM_AGENT, FROM_CALLER, TO_AGENT, TO_CALLER
@@ -272,7 +273,7 @@ class CallDriver:
             case StartTimer(name=name, delay_s=delay):
                 if (old := self._timers.pop(name, None)) is not None:
                     old.cancel()
-                self._timers[name] = self._loop.call_later(delay, self._fire, name)
+                self._timers[name] = self._loop.call_later(delay, self._due, name)
             case CancelTimer(name=name):
                 if (old := self._timers.pop(name, None)) is not None:
                     old.cancel()
@@ -301,8 +302,16 @@ class CallDriver:
                 self._observe(action)
                 self._finished.set()
 
-    def _fire(self, name: Timer) -> None:
-        self._timers.pop(name, None)
+    def _due(self, name: Timer) -> None:
+        # Calls opened together time out together (a flood of streams that never start):
+        # a few per loop iteration, so their endings never stall the calls in progress.
+        handle = self._timers.get(name)
+        spread().run(lambda: self._fire(name, handle))
+
+    def _fire(self, name: Timer, handle: asyncio.TimerHandle | None) -> None:
+        if handle is None or self._timers.get(name) is not handle:
+            return  # cancelled or re-armed while it waited for its turn
+        del self._timers[name]
         self.session.timer_fired(name)
         self._pump()
 

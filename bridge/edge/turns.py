@@ -7,7 +7,9 @@
   callbacks ready meanwhile run between them.  Waiters are served in order.
 * :class:`Spread`: small deadline callbacks, at most ``per_iteration`` per iteration.
   Hundreds of connections opened together reach their deadlines together (a 408 and a
-  close each): in one iteration that was a 20 ms stall (bench/edge_flood.py).
+  close each), and so do calls opened together (the call driver's timers: a flood of
+  streams that never send ``start``): in one iteration that was a 20-40 ms stall
+  (bench/edge_flood.py).
 """
 
 from __future__ import annotations
