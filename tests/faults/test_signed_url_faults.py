@@ -42,7 +42,9 @@ async def test_signed_url_5xx_fails_that_call_only(platform_emulator: PlatformEm
         ) as e2e,
     ):
         good_task = asyncio.create_task(e2e.call(healthy, HEALTHY_SCRIPT))
-        await eventually(lambda: len(e2e.app.state.calls) == 1)
+        # The healthy call fetches its own signed URL: the fault goes in only once its
+        # conversation is open, or its request could take one of the three 503s.
+        await eventually(lambda: len(p.conversations(healthy)) == 1)
         p.state.inject_fault(Fault(path_prefix=SIGNED_URL_PATH, status=503, times=3))
         faulty = await e2e.call(private, FAULTY_SCRIPT)
         good = await good_task
