@@ -1,0 +1,1 @@
+"""Recordings of what the caller heard (docs/recording.md)."""
