@@ -9,13 +9,31 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
+import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from bridge.call.actions import EndReason
 from bridge.store import CallRecord
+from bridge.store.transcripts import (
+    AgentCorrected,
+    AgentSaid,
+    AgentTool,
+    AgentTurn,
+    Ended,
+    Interrupted,
+    Keypad,
+    LatencySummary,
+    StageStats,
+    ToolCalled,
+    ToolResult,
+    TranscriptEntry,
+    Transferred,
+    Truncated,
+    UserSaid,
+)
 
 # What each end reason means, for an operator.
 END_REASONS: Final[dict[str, str]] = {
@@ -38,6 +56,8 @@ END_REASONS: Final[dict[str, str]] = {
     EndReason.OVER_CAPACITY.value: "All lines were busy: a concurrent-call limit was full.",
     EndReason.STREAM_STALLED.value: "Twilio stopped sending audio; the stream was ended.",
     EndReason.TWILIO_NOT_READING.value: "Twilio stopped reading the bridge's audio.",
+    EndReason.INSTANCE_LOST.value: "The bridge instance handling the call stopped "
+    "heartbeating; another instance closed its record.",
 }
 STATUS_WORDS: Final[dict[str, str]] = {
     "queued": "Queued",
@@ -105,6 +125,20 @@ def duration(seconds: float | None) -> str:
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def ago(seconds: float) -> str:
+    """How long ago, roughly: ``just now``, ``12 s ago``, ``3 min ago``, ``2 h ago``…"""
+    s = max(0, round(seconds))
+    if s < 2:
+        return "just now"
+    if s < 120:
+        return f"{s} s ago"
+    if s < 7200:
+        return f"{s // 60} min ago"
+    if s < 2 * 86400:
+        return f"{s // 3600} h ago"
+    return f"{s // 86400} days ago"
 
 
 @dataclass(frozen=True)
@@ -211,3 +245,208 @@ def hide_url_password(value: str) -> str:
     except ValueError:
         return "(hidden: not a readable URL)"
     return urlunsplit(u._replace(netloc=netloc))
+
+
+# ---------------------------------------------------------------------------- transcript
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    at: float  # seconds since the media stream started
+    who: str  # Caller, Agent, Tool, Keypad, Call…
+    text: str
+    kind: str  # caller, agent, tool, turn, event, end, bad: the line's look
+    detail: str = ""
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0f} ms"
+
+
+def transcript_lines(entries: Iterable[TranscriptEntry]) -> list[TranscriptLine]:
+    """The stored transcript as lines to read, in order (agent turns numbered)."""
+    out: list[TranscriptLine] = []
+    turn = 0
+    for e in entries:
+        match e:
+            case UserSaid(text=text):
+                out.append(TranscriptLine(e.t, "Caller", text, "caller"))
+            case AgentSaid(text=text):
+                out.append(TranscriptLine(e.t, "Agent", text, "agent"))
+            case AgentCorrected(original=original, corrected=corrected):
+                said = corrected or "(nothing)"
+                out.append(
+                    TranscriptLine(
+                        e.t, "Agent", said, "agent", f"Cut off by the caller; it meant: {original}"
+                    )
+                )
+            case ToolCalled(tool=tool, arguments=args, tool_call_id=cid):
+                out.append(TranscriptLine(e.t, "Tool", f"{tool} {args}", "tool", f"call {cid}"))
+            case ToolResult(result=result, is_error=err, tool_call_id=cid):
+                kind = "bad" if err else "tool"
+                label = "failed" if err else "result"
+                out.append(TranscriptLine(e.t, "Tool", result, kind, f"{label} of call {cid}"))
+            case AgentTool(tool=tool, tool_type=tool_type, is_error=err):
+                what = f"The agent ran {tool}" + (f" ({tool_type})" if tool_type else "")
+                out.append(
+                    TranscriptLine(e.t, "Tool", what + (", which failed" if err else ""), "tool")
+                )
+            case Keypad(digit=digit):
+                out.append(TranscriptLine(e.t, "Keypad", f"Pressed {digit}", "event"))
+            case Transferred(to=to):
+                out.append(TranscriptLine(e.t, "Call", f"Transferred to {to}", "event"))
+            case Interrupted(clear_ms=clear_ms):
+                out.append(
+                    TranscriptLine(
+                        e.t,
+                        "Caller",
+                        "Spoke over the agent",
+                        "event",
+                        f"the agent's audio was cleared after {_ms(clear_ms)}",
+                    )
+                )
+            case AgentTurn(agent_audio_ms=a, sent_ms=s, heard_ms=h):
+                turn += 1
+                detail = f"agent audio {_ms(a)} · sent {_ms(s)} · heard {_ms(h)}"
+                out.append(
+                    TranscriptLine(e.t, f"Turn {turn}", "Caller stopped speaking", "turn", detail)
+                )
+            case Ended(reason=reason):
+                out.append(
+                    TranscriptLine(e.t, "Call", end_reason_words(reason, "completed"), "end")
+                )
+            case Truncated(dropped=n):
+                out.append(TranscriptLine(e.t, "Call", f"{n} more entries were not kept", "event"))
+    return out
+
+
+# ---------------------------------------------------------------------------- latency chart
+
+# The stages of an agent turn as stacked segments: each ends where its cumulative
+# latency (from the caller stopping) ends, so a bar's top is when the caller heard it.
+STAGE_WORDS: Final[dict[str, str]] = {
+    "agent_audio": "Agent's first audio",
+    "sent": "Sent to Twilio",
+    "heard": "Heard by the caller",
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    stage: str
+    y: float
+    height: float
+    ms: float  # the stage's cumulative latency
+
+
+@dataclass(frozen=True)
+class Bar:
+    turn: int  # 1-based
+    at: float  # the turn's t: seconds since the stream started
+    x: float
+    width: float
+    segments: tuple[Segment, ...]
+    stages: dict[str, float | None]
+    total_ms: float | None  # the last stage reached; None: no reply at all
+    top: float  # the y of the bar's top (its baseline when it has no segment)
+    label: str  # for the bar's tooltip / screen readers
+
+
+@dataclass(frozen=True)
+class Tick:
+    y: float
+    label: str
+
+
+@dataclass(frozen=True)
+class LatencyChart:
+    width: float
+    height: float
+    plot_left: float
+    plot_top: float
+    plot_bottom: float
+    bars: tuple[Bar, ...]
+    ticks: tuple[Tick, ...]
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    stage: str
+    words: str
+    n: int
+    median_ms: float
+    worst_ms: float
+
+
+_STEPS: Final = (10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000)
+
+
+def _axis_step(top_ms: float) -> float:
+    """A round tick step that puts at most five ticks under ``top_ms``."""
+    for step in _STEPS:
+        if top_ms / step <= 5:
+            return float(step)
+    return float(math.ceil(top_ms / 5 / 10000) * 10000)
+
+
+def latency_chart(
+    entries: Iterable[TranscriptEntry], *, width: float = 480.0, height: float = 200.0
+) -> LatencyChart | None:
+    """Bar geometry (SVG user units) for the agent turns of a transcript; None without turns."""
+    turns = [e for e in entries if isinstance(e, AgentTurn)]
+    if not turns:
+        return None
+    left, top, bottom = 56.0, 22.0, height - 24.0
+    values = [v for t in turns for v in (t.agent_audio_ms, t.sent_ms, t.heard_ms) if v is not None]
+    step = _axis_step(max(values, default=0.0) or 1.0)
+    top_ms = step * max(1, math.ceil(max(values, default=0.0) / step))
+    scale = (bottom - top) / top_ms
+    slot = (width - left - 8.0) / len(turns)
+    bar_w = min(48.0, slot * 0.62)
+    bars = []
+    for i, t in enumerate(turns):
+        stages = {"agent_audio": t.agent_audio_ms, "sent": t.sent_ms, "heard": t.heard_ms}
+        segments = []
+        below = 0.0
+        for stage, ms in stages.items():
+            if ms is None:
+                continue
+            upper = max(ms, below)  # cumulative; never draw a segment downwards
+            segments.append(
+                Segment(stage, bottom - upper * scale, (upper - below) * scale, round(ms, 1))
+            )
+            below = upper
+        reached = [v for v in stages.values() if v is not None]
+        total = reached[-1] if reached else None
+        label = f"Turn {i + 1} at +{t.t:.2f} s: " + ", ".join(
+            f"{STAGE_WORDS[k].lower()} {_ms(v)}" for k, v in stages.items()
+        )
+        bars.append(
+            Bar(
+                turn=i + 1,
+                at=t.t,
+                x=left + slot * i + (slot - bar_w) / 2,
+                width=bar_w,
+                segments=tuple(segments),
+                stages=stages,
+                total_ms=total,
+                top=min((seg.y for seg in segments), default=bottom),
+                label=label,
+            )
+        )
+    n_ticks = round(top_ms / step)
+    ticks = tuple(Tick(bottom - k * step * scale, f"{k * step:.0f} ms") for k in range(n_ticks + 1))
+    return LatencyChart(width, height, left, top, bottom, tuple(bars), ticks)
+
+
+def latency_summary(summary: LatencySummary | None) -> list[StageSummary]:
+    """The call's median and worst per stage (the stages that ever completed)."""
+    if summary is None:
+        return []
+    words = {**STAGE_WORDS, "interruption": "Barge-in to clear"}
+    out = []
+    for stage, label in words.items():
+        stats: StageStats | None = getattr(summary, stage)
+        if stats is not None:
+            out.append(StageSummary(stage, label, stats.n, stats.median_ms, stats.worst_ms))
+    return out

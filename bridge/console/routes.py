@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import bridge
+from bridge.admin.routes import recording_response
 from bridge.admin.service import Provisioning
 from bridge.admin.throttle import FailureThrottle, client_key
 from bridge.call.registry import LiveCalls
@@ -131,6 +133,9 @@ class Console:
         self.sessions = sessions
         self.throttle = throttle
         self.secure_cookie = (config.public_url or "").startswith("https://")
+        store = ops.services.store
+        # This process's id among the instances sharing the store (None: no store).
+        self.instance = store.instance if store is not None else None
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
             autoescape=True,
@@ -141,6 +146,7 @@ class Console:
             version=bridge.__version__,
             when=present.when,
             duration=present.duration,
+            ago=present.ago,
             mask=present.mask_number,
             reason_words=present.end_reason_words,
             status_words=present.STATUS_WORDS,
@@ -309,8 +315,9 @@ class Console:
             return self._refuse(request, 401, "no_session", "Sign in to follow live calls.")
         feed = LiveFeed(
             self.calls,
-            self._record_or_none,
+            self._live_records,
             lambda: self.ops.drain.draining,
+            here=self.instance,
             agent_names=self._agent_names,
             gone=request.is_disconnected,
             reveal=request.query_params.get("reveal") == "1",
@@ -321,11 +328,10 @@ class Console:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    async def _record_or_none(self, sid: str) -> CallRecord | None:
-        try:
-            return await self.svc.get_call(sid)
-        except BridgeError:
-            return None
+    async def _live_records(self) -> list[CallRecord]:
+        """What ``GET /admin/calls?live=1`` lists: the live calls of every instance."""
+        page = await self.svc.list_calls(live=True, limit=MAX_PAGE)
+        return page.items
 
     async def hangup(self, request: Request, s: Session, form: dict[str, str]) -> Response:
         sid = request.path_params["sid"]
@@ -408,6 +414,11 @@ class Console:
             return self.render(
                 "error.html", s, status=e.status, title="No such call", message=e.problem
             )
+        try:
+            self.svc.recording_file(sid)
+            recorded = True
+        except InputError:
+            recorded = False
         return self.render(
             "call.html",
             s,
@@ -415,7 +426,22 @@ class Console:
             rec=rec,
             timeline=present.timeline(rec),
             live_here=self.calls.get(sid) is not None,
+            lines=present.transcript_lines(rec.transcript),
+            chart=present.latency_chart(rec.transcript),
+            latency=present.latency_summary(rec.latency),
+            stage_words=present.STAGE_WORDS,
+            recorded=recorded,
         )
+
+    async def call_recording(self, request: Request) -> Response:
+        """The call's WAV for the page's audio player: the admin API's own response
+        (Range, 206/416), behind the session cookie instead of the bearer token."""
+        if self.sessions.check(request.cookies.get(COOKIE)) is None:
+            return self._refuse(request, 401, "no_session", "Sign in to listen to recordings.")
+        try:
+            return recording_response(self.svc, request.path_params["sid"])
+        except InputError as e:
+            return Response(e.problem, e.status, media_type="text/plain; charset=utf-8")
 
     async def call_raw(self, request: Request, s: Session) -> Response:
         try:
@@ -551,6 +577,10 @@ class Console:
 
     async def system(self, request: Request, s: Session) -> Response:
         ready = self.ops.readiness()
+        try:
+            instances, instances_error = await self.svc.list_instances(), None
+        except BridgeError as e:
+            instances, instances_error = [], forms.FormErrors.of(e, ()).form or str(e)
         return self.render(
             "system.html",
             s,
@@ -561,6 +591,10 @@ class Console:
             live_calls=len(self.calls),
             config_items=list(present.config_items(self.config)),
             public_url=self.config.public_url,
+            instances=instances,
+            instances_error=instances_error,
+            here=self.instance,
+            now=time.time(),
         )
 
     # ------------------------------------------------------------------ routes
@@ -576,6 +610,7 @@ class Console:
             Route("/calls", self.page(self.history), methods=["GET"]),
             Route("/calls/{sid}", self.page(self.call_detail), methods=["GET"]),
             Route("/calls/{sid}/raw", self.page(self.call_raw), methods=["GET"]),
+            Route("/calls/{sid}/recording", self.call_recording, methods=["GET"]),
             Route("/calls/{sid}/hangup", self.action(self.hangup), methods=["POST"]),
             Route("/numbers", self.page(self.numbers), methods=["GET"]),
             Route("/numbers", self.action(self.import_number), methods=["POST"]),

@@ -231,9 +231,13 @@ async def test_operator_console_in_a_real_browser(
             "An operator hung up the call (admin API or console)."
         )
         await expect(page.locator("#timeline")).to_contain_text("Media stream connected")
-        await expect(page.locator("#transcript")).to_contain_text("Transcript not available")
-        await expect(page.locator("#recording")).to_contain_text("Recording not available")
-        await shot(page, "call-detail", readme="console-call.png")
+        # Recording is off here: the page says how to turn it on.
+        await expect(page.locator("#not-recorded")).to_contain_text("BRIDGE_RECORDING=true")
+        await expect(page.locator("#recording audio")).to_have_count(0)
+        await expect(page.locator("#transcript-lines li").last).to_contain_text(
+            "An operator hung up the call"
+        )
+        await shot(page, "call-detail")  # (the README's is test_browser_call.py's)
         raw = await ctx.request.get(f"{ui}/calls/{vsid}/raw")
         assert raw.ok and json.loads(await raw.text())["call_sid"] == vsid
 

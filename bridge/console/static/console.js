@@ -79,6 +79,7 @@
         badge.className = "badge badge-live";
         tr.appendChild(cell("State", badge, "c-state"));
         tr.appendChild(cell("Audio", "", "c-audio"));
+        tr.appendChild(cell("Instance", document.createElement("code"), "c-instance"));
         var form = template.content.firstElementChild.cloneNode(true);
         form.action = prefix + "/calls/" + encodeURIComponent(c.call_sid) + "/hangup";
         tr.appendChild(cell("", form, "right"));
@@ -92,6 +93,7 @@
       tr.querySelector(".dur").textContent = fmt(now() - c.started_at);
       tr.querySelector(".c-state .badge").textContent = c.state.replace("-", " ");
       tr.querySelector(".c-audio").textContent = c.audio_format;
+      tr.querySelector(".c-instance code").textContent = c.instance;
       var f = tr.querySelector("form");
       f.setAttribute("data-confirm", "Hang up the call to " + c.number + " from " + c.caller +
         "? The caller is disconnected at once.");
@@ -138,7 +140,7 @@
     var snap = JSON.parse(ev.data);
     skew = snap.at - Date.now() / 1000;
     calls = snap.calls;
-    state("open", "Live");
+    if (snap.complete) { state("open", "Live"); } else { state("partial", "Live: this instance only (store unavailable)"); }
     render();
   });
   setInterval(tick, 500);
