@@ -69,17 +69,24 @@ from bridge.convai.client import AgentConnector
 from bridge.errors import ConfigError
 from bridge.log import log_event
 from bridge.metrics import Metrics
+from bridge.ops.cluster import Cluster
 from bridge.ops.drain import Drain
 from bridge.ops.health import security_warnings
 from bridge.ops.service import Operations
 from bridge.platform.client import PlatformClient
 from bridge.platform.reachability import UpstreamHealth
+from bridge.recording.retention import retention_cleanup
 from bridge.routing import RoutingTable
 from bridge.store import Store
 from bridge.telephony.dialer import Dialer
 from bridge.telephony.endpoints import TelephonyEndpoints
 from bridge.telephony.features import Telephony
+from bridge.telephony.shared_limits import SharedLimits
+from bridge.telephony.shared_limits import enabled as shared_limits_enabled
 from bridge.twilio.rest import TwilioRest
+from bridge.webhooks.admin import webhook_admin_routes
+from bridge.webhooks.delivery import WebhookDispatcher
+from bridge.webhooks.extras import call_extras
 
 logger = logging.getLogger("bridge.app")
 
@@ -97,8 +104,15 @@ class Bridge:
     provisioning: Provisioning
     dialer: Dialer
     platform: PlatformClient | None
+    # Post-call webhooks (None without webhooks.urls); run by the app's lifespan.
+    webhooks: WebhookDispatcher | None
     # What build_bridge made itself, closed (in reverse) when the app stops.
     owned: contextlib.AsyncExitStack = field(compare=False, repr=False)
+    # This instance among those sharing the store (heartbeats, sweep, event bus).
+    cluster: Cluster | None = None
+    # Caps, stream-token single use and outbound rates held in the store for the whole
+    # deployment (telephony.shared_limits); None: per process.
+    shared_limits: SharedLimits | None = None
 
 
 def build_bridge(
@@ -125,7 +139,9 @@ def build_bridge(
     owned = contextlib.AsyncExitStack()  # what we build, the app closes at shutdown
     metrics = metrics if metrics is not None else Metrics()
     if store is None:
-        store = Store.from_config(config.store, metrics.registry)
+        store = Store.from_config(
+            config.store, metrics.registry, instance=config.server.instance_id
+        )
         owned.callback(store.close)
     if platform is None and config.platform.base_url is not None:
         platform = PlatformClient(
@@ -141,12 +157,33 @@ def build_bridge(
     if twilio_rest is not None:
         owned.push_async_callback(twilio_rest.aclose)
 
+    webhooks = (
+        WebhookDispatcher(
+            config.webhooks,
+            store,
+            registry=metrics.registry,
+            extras=call_extras(
+                store, config.recording.directory(config.store.db), config.public_url
+            ),
+        )
+        if config.webhooks.urls
+        else None
+    )
     calls = LiveCalls()
     # The admission chain: drain → the admission passed in → the concurrency caps.
     drain = Drain(config.ops, calls, metrics, inner=admission)
     telephony = Telephony(config.telephony, calls, store, admission=drain)
     tools = tools if tools is not None else default_tools()
     telephony.tools.register(tools)
+    # Deployment-wide limits replace the per-process caps in both admissions (these
+    # then serve only as its fallback while the store does not answer).
+    shared = (
+        SharedLimits(config, store, telephony.capacity, calls)
+        if shared_limits_enabled(config)
+        else None
+    )
+    if shared is not None:
+        calls.on_removed = shared.release
 
     services = CallServices(
         config=config,
@@ -157,22 +194,29 @@ def build_bridge(
         twilio_rest=twilio_rest,
         tools=tools,
         calls=calls,
-        admission=telephony.capacity,
-        stream_admission=telephony.capacity,
+        admission=shared or telephony.capacity,
+        stream_admission=shared or telephony.capacity,
+        reservation=shared,
+        stream_claim=shared,
         metrics=metrics,
         upstream=UpstreamHealth(),
         on_keypad=on_keypad if on_keypad is not None else telephony.on_keypad,
         watch=watch if watch is not None else telephony.watch,
+        on_call_ended=webhooks.call_ended if webhooks is not None else None,
     )
+    cluster = Cluster(config, store, services.routing, calls)
     return Bridge(
         config=config,
         services=services,
         telephony=telephony,
         ops=Operations(config.ops, services, drain, platform),
-        provisioning=Provisioning(services, platform),
-        dialer=Dialer(services, telephony),
+        provisioning=Provisioning(services, platform, bus=cluster.bus, instances=cluster.instances),
+        dialer=Dialer(services, telephony, shared=shared),
         platform=platform,
+        webhooks=webhooks,
         owned=owned,
+        cluster=cluster,
+        shared_limits=shared,
     )
 
 
@@ -236,11 +280,20 @@ def app_for(
             log_event(logger, "bridge.insecure", logging.WARNING, setting=name, problem=problem)
         try:
             async with contextlib.AsyncExitStack() as stack:
+                if bridge.cluster is not None:
+                    await stack.enter_async_context(bridge.cluster.lifespan())
                 if platform is not None:
                     await stack.enter_async_context(
                         routing_sync(services.routing, platform, config.platform.sync_interval_s)
                     )
                 await stack.enter_async_context(ops.lifespan(app))
+                await stack.enter_async_context(
+                    retention_cleanup(config.recording, config.store.db, metrics)
+                )
+                if bridge.webhooks is not None:
+                    await stack.enter_async_context(bridge.webhooks.running())
+                if bridge.shared_limits is not None:
+                    await stack.enter_async_context(bridge.shared_limits.running())
                 for enter in lifespans:
                     await stack.enter_async_context(enter(app))
                 yield
@@ -252,7 +305,11 @@ def app_for(
             log_event(logger, "bridge.stopped", live_calls=len(services.calls))
 
     phone = TelephonyEndpoints(bridge.telephony, bridge.dialer)
-    admin = admin_routes(bridge.provisioning, config.admin, metrics, phone.admin_routes())
+    admin_extra = phone.admin_routes()
+    if services.store is not None:
+        wake = bridge.webhooks.wake if bridge.webhooks is not None else None
+        admin_extra += webhook_admin_routes(services.store, wake)
+    admin = admin_routes(bridge.provisioning, config.admin, metrics, admin_extra)
     # The operator console (/admin/ui), only with an admin token; before the /admin mount.
     console = console_routes(config, bridge.provisioning, services.calls, ops, metrics)
     app = Starlette(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,22 @@ def uvicorn_config(
     )
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (uvicorn listens on it)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 @contextlib.asynccontextmanager
 async def running_server(
     app: ASGIApp,
@@ -102,13 +119,19 @@ async def running_server(
     ws: str | type[asyncio.Protocol] = DIRECT_WS,
     limits: EdgeLimits | None = None,
     on_refusal: Observe | None = None,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Serve ``app`` until the block exits; yields where it listens."""
+    """Serve ``app`` until the block exits; yields where it listens.
+
+    ``sock``: listen on this bound socket (uvicorn's documented ``sockets=``) instead of
+    binding ``host:port``: the workers of ``bridge serve --workers N`` each bring one
+    from :func:`reuse_port_socket`, and the kernel spreads new connections over them.
+    """
     config = uvicorn_config(
         app, host, port, ws_max_size=ws_max_size, ws=ws, limits=limits, on_refusal=on_refusal
     )
     server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     try:
         while not server.started:
             if task.done():

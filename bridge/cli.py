@@ -16,7 +16,17 @@ from types import ModuleType
 
 from bridge.errors import BridgeError
 
-SUBCOMMANDS = ("serve", "emulator", "loadtest", "numbers", "agents", "calls")
+SUBCOMMANDS = (
+    "serve",
+    "call",
+    "emulator",
+    "loadtest",
+    "numbers",
+    "agents",
+    "calls",
+    "instances",
+    "webhooks",
+)
 
 
 def _module(name: str) -> ModuleType:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,6 +120,11 @@ class AdminClient:
     def place_call(self, body: dict[str, Any]) -> Any:
         return self.request("POST", "/calls", body=body)
 
+    # -- instances
+
+    def list_instances(self) -> Any:
+        return self.request("GET", "/instances")
+
 
 def _seg(value: str) -> str:
     from urllib.parse import quote
@@ -178,20 +184,37 @@ def client_from_args(args: argparse.Namespace) -> AdminClient:
 
 
 def run_command(
-    args: argparse.Namespace, action: Callable[[AdminClient], Any], show: Callable[[Any], None]
+    args: argparse.Namespace,
+    action: Callable[[AdminClient], Any],
+    show: Callable[[Any], None],
+    flags: Mapping[str, str] | None = None,
 ) -> int:
-    """Run one admin request; print JSON or a table; errors as one line on stderr."""
+    """Run one admin request; print JSON or a table; errors as one line on stderr.
+
+    ``flags``: the API's words in an error and the CLI's for them (see :func:`cli_words`).
+    """
     try:
         with client_from_args(args) as client:
             data = action(client)
     except BridgeError as e:
-        print(f"bridge {args.command}: error: {e}", file=sys.stderr)
+        print(f"bridge {args.command}: error: {cli_words(str(e), flags or {})}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
         show(data)
     return 0
+
+
+def cli_words(message: str, flags: Mapping[str, str]) -> str:
+    """An admin API error in the CLI's words: each key of ``flags`` (an API field name
+    such as ``twilio_number_sid``, or a phrase such as ``set configure_twilio to false``)
+    is replaced, whole words only, by what the CLI user types instead (``--twilio-sid``,
+    ``pass --no-twilio``).  Keys are tried longest first, so a phrase wins over a field
+    it contains.  The API keeps its own words: this is only how the CLI prints them."""
+    for key in sorted(flags, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){re.escape(key)}(?![\w-])", flags[key], message)
+    return message
 
 
 def console() -> Console:

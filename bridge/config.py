@@ -107,6 +107,22 @@ class ServerConfig:
     max_connections: int = _key(
         1000, env="BRIDGE_MAX_CONNECTIONS", expected="an integer >= 0", check=lambda v: v >= 0
     )
+    # Worker processes sharing the port (SO_REUSEPORT) under one supervisor; 0 = one per
+    # CPU.  1 = the bridge is this one process.  ``bridge serve --workers`` overrides it.
+    workers: int = _key(
+        1,
+        env="BRIDGE_WORKERS",
+        expected="an integer 0-256 (0 = one per CPU)",
+        check=lambda v: 0 <= v <= 256,
+    )
+    # This process's name among the instances sharing one store (heartbeats, call records'
+    # ``instance``); unset = the host name (a pod's name in Kubernetes).  Unique per process.
+    instance_id: str | None = _key(
+        None,
+        env="BRIDGE_INSTANCE_ID",
+        expected="1-100 characters: letters, digits, '.', '_', ':' or '-'",
+        check=_opt(lambda v: re.fullmatch(r"[A-Za-z0-9._:-]{1,100}", v) is not None),
+    )
 
 
 @dataclass(frozen=True)
@@ -209,6 +225,19 @@ class StoreConfig:
     max_pending_writes: int = _key(100_000, expected="an integer >= 1", check=lambda v: v >= 1)
     # Cap on the database file; past it writes fail as on a full disk (0 = no cap; SQLite).
     max_db_mb: int = _key(0, expected="an integer >= 0 (0 = no cap)", check=lambda v: v >= 0)
+    # Instances sharing the store (bridge/store/instances.py): each heartbeats every
+    # instance_heartbeat_s; one silent for instance_grace_s is dead and its live calls are
+    # closed in the records (end reason instance_lost).
+    instance_heartbeat_s: float = _key(
+        5.0, expected="seconds 0.1-300", check=lambda v: 0.1 <= v <= 300
+    )
+    instance_grace_s: float = _key(30.0, expected="seconds 1-3600", check=lambda v: 1 <= v <= 3600)
+    # The event bus between instances (bridge/store/bus.py): how often it is read when no
+    # PostgreSQL notification woke it, and how long its events are kept.
+    bus_poll_interval_s: float = _key(
+        0.5, expected="seconds 0.05-10", check=lambda v: 0.05 <= v <= 10
+    )
+    bus_retention_s: float = _key(3600.0, expected="seconds >= 60", check=lambda v: v >= 60)
 
 
 @dataclass(frozen=True)
@@ -243,6 +272,13 @@ class CallsConfig:
     # An open agent socket that sends nothing (not even a ping) this long has failed.
     agent_idle_timeout_s: float = _key(
         30.0, expected="seconds >= 0 (0 = never)", check=lambda v: v >= 0
+    )
+    # The caller's voice-activity detector (turn latency): a 20 ms frame louder than this
+    # is speech; this much silence after speech ends an utterance (the end is dated back
+    # to the last speech frame, so this delays the decision, not the measurement).
+    vad_threshold_dbfs: float = _key(-40.0, expected="dBFS -90 to 0", check=lambda v: -90 <= v <= 0)
+    vad_hangover_ms: int = _key(
+        300, expected="milliseconds 20-5000", check=lambda v: 20 <= v <= 5000
     )
     # Twilio sends a media frame every 20 ms, silence included: a started stream with no
     # frame for this long is dead, and its agent conversation (billed) is closed.
@@ -304,6 +340,14 @@ class TelephonyConfig:
         0, expected="an integer >= 0", check=lambda v: v >= 0
     )
     over_capacity: Literal["reject", "message"] = _key("reject")
+    # Hold the caps (and stream-token single use, outbound rate limits) in the store for
+    # every instance and worker sharing it; auto = on unless store.db is :memory:.
+    shared_limits: Literal["auto", "on", "off"] = _key("auto")
+    # Longest wait for the store on those checks; past it (or with the store down) the
+    # caps fall back to this process's own count (docs/deploy.md).
+    shared_limits_timeout_s: float = _key(
+        0.25, expected="seconds 0.01-5", check=lambda v: 0.01 <= v <= 5
+    )
     over_capacity_message: str = _key("All our lines are busy right now. Please call again later.")
     # Outbound calls: per-number rate limit (Twilio's default is 1 call per second).
     outbound_calls_per_second: float = _key(
@@ -339,6 +383,61 @@ class OpsConfig:
     )
 
 
+MIN_WEBHOOK_SECRET_CHARS = 32
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    # Post-call webhooks (bridge/webhooks): each URL gets a signed POST after every call.
+    urls: tuple[str, ...] = _key(
+        (),
+        env="BRIDGE_WEBHOOK_URLS",
+        expected="http(s) URLs such as https://crm.example.com/bridge-calls",
+        check=lambda v: all(_is_http_url(x) for x in v),
+    )
+    # HMAC-SHA256 key of the Bridge-Signature header; required when urls are set.
+    secret: str | None = _key(
+        None,
+        env="BRIDGE_WEBHOOK_SECRET",
+        expected=f"a random string of {MIN_WEBHOOK_SECRET_CHARS} or more characters",
+        secret=True,
+    )
+    # One delivery attempt: connect, send and the receiver's answer.
+    timeout_s: float = _key(10.0, expected="seconds 0.1-300", check=lambda v: 0.1 <= v <= 300)
+    # A delivery is retried this long after the call ended, then marked failed.
+    retry_for_s: float = _key(86400.0, expected="seconds >= 0", check=lambda v: v >= 0)
+    # Exponential backoff between attempts: base * 2^(attempt-1), capped, with jitter.
+    backoff_base_s: float = _key(5.0, expected="seconds > 0", check=lambda v: v > 0)
+    backoff_max_s: float = _key(3600.0, expected="seconds > 0", check=lambda v: v > 0)
+    # Deliveries in flight at once (over all URLs) from this instance.
+    max_concurrent: int = _key(8, expected="an integer 1-256", check=lambda v: 1 <= v <= 256)
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    # Record what the caller heard (bridge/recording, docs/recording.md): every call when
+    # enabled, else only calls to numbers whose ``record`` flag is set.
+    enabled: bool = _key(False, env="BRIDGE_RECORDING")
+    # Where the WAV files go; None = "recordings" next to the SQLite file (the data
+    # volume: /data/recordings in the container), or ./recordings with PostgreSQL.
+    dir: str | None = _key(None, env="BRIDGE_RECORDING_DIR", expected="a directory path")
+    # Recordings older than this are deleted by a periodic cleanup (0 = keep forever).
+    retention_days: float = _key(
+        30.0, env="BRIDGE_RECORDING_RETENTION_DAYS", expected="days >= 0", check=lambda v: v >= 0
+    )
+    cleanup_interval_s: float = _key(3600.0, expected="seconds > 0", check=lambda v: v > 0)
+    # Said (TwiML <Say>) before the stream connects on recorded calls; None = no notice.
+    notice: str | None = _key(None, expected="a sentence", check=_opt(lambda v: 0 < len(v) <= 1000))
+
+    def directory(self, db: str) -> Path:
+        """The recordings directory, given the store's ``db`` setting."""
+        if self.dir:
+            return Path(self.dir)
+        if db == ":memory:" or "://" in db:
+            return Path("recordings")
+        return Path(db).parent / "recordings"
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -350,6 +449,8 @@ class Config:
     calls: CallsConfig = field(default_factory=CallsConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
     routes: tuple[Route, ...] = ()
 
     @property
@@ -497,6 +598,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "calls": CallsConfig,
     "telephony": TelephonyConfig,
     "ops": OpsConfig,
+    "webhooks": WebhooksConfig,
+    "recording": RecordingConfig,
 }
 
 
@@ -571,6 +674,12 @@ def _exposure(cfg: Config, env: Mapping[str, str], source: str) -> tuple[str, st
     return None
 
 
+def exposure(cfg: Config) -> str | None:
+    """What makes the bridge reachable from beyond loopback (``server.host 0.0.0.0``), or None."""
+    found = _exposure(cfg, {}, "")
+    return found[0] if found else None
+
+
 def _refuse_insecure(cfg: Config, env: Mapping[str, str], source: str) -> None:
     """Configurations that would leave the bridge open fail here, naming the key."""
     tw = cfg.twilio
@@ -599,6 +708,7 @@ def _refuse_insecure(cfg: Config, env: Mapping[str, str], source: str) -> None:
             _GOOD_SECRET,
             _where("BRIDGE_STREAM_SECRET", env, source),
         )
+    _refuse_insecure_webhooks(cfg, env, source)
     token = cfg.admin.token
     if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
         raise ConfigError(
@@ -606,6 +716,44 @@ def _refuse_insecure(cfg: Config, env: Mapping[str, str], source: str) -> None:
             f"is {len(token)} characters long (value hidden)",
             _GOOD_SECRET,
             _where("BRIDGE_ADMIN_TOKEN", env, source),
+        )
+
+
+def _refuse_insecure_webhooks(cfg: Config, env: Mapping[str, str], source: str) -> None:
+    wh = cfg.webhooks
+    if not wh.urls:
+        return
+    if wh.secret is None:
+        raise ConfigError(
+            "webhooks.secret",
+            "is not set, but webhooks.urls are (receivers could not verify deliveries)",
+            _GOOD_SECRET,
+            _where("BRIDGE_WEBHOOK_SECRET", env, source),
+        )
+    if len(wh.secret) < MIN_WEBHOOK_SECRET_CHARS:
+        raise ConfigError(
+            "webhooks.secret",
+            f"is {len(wh.secret)} characters long (value hidden)",
+            _GOOD_SECRET,
+            _where("BRIDGE_WEBHOOK_SECRET", env, source),
+        )
+    # Call records leave the machine: in clear text only to this machine itself.
+    if _exposure(cfg, env, source) is not None:
+        for url in wh.urls:
+            parts = urlsplit(url)
+            if parts.scheme != "https" and not _loopback_host(parts.hostname or ""):
+                raise ConfigError(
+                    "webhooks.urls",
+                    f"{url} is plain http to another host while the bridge is exposed",
+                    "https URLs (plain http only to a loopback address)",
+                    _where("BRIDGE_WEBHOOK_URLS", env, source),
+                )
+    if wh.backoff_max_s < wh.backoff_base_s:
+        raise ConfigError(
+            "webhooks.backoff_max_s",
+            f"{wh.backoff_max_s:g} is below webhooks.backoff_base_s {wh.backoff_base_s:g}",
+            "seconds >= backoff_base_s",
+            source,
         )
 
 

@@ -64,6 +64,11 @@ def bound(value: Any, limit: int = MAX_FIELD_CHARS, depth: int = 0) -> Any:
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, context: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        # Fields on every line of this process (a worker's index under --workers N).
+        self.context = dict(context or {})
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": round(record.created, 3),
@@ -71,6 +76,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             # A library's message may quote a request: bounded too, but generously.
             "event": bound(record.getMessage(), MAX_LONG_FIELD_CHARS),
+            **self.context,
         }
         fields = getattr(record, _FIELDS, None)
         if fields:
@@ -90,9 +96,11 @@ class JsonFormatter(logging.Formatter):
 QUIET_LIBRARIES = ("httpx", "httpcore", "websockets", "twilio", "aiohttp", "hpack")
 
 
-def configure_logging(level: str = "info", stream: Any = None) -> None:
+def configure_logging(
+    level: str = "info", stream: Any = None, context: Mapping[str, Any] | None = None
+) -> None:
     handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(context))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

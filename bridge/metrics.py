@@ -13,13 +13,28 @@ and, once :meth:`Metrics.bind_loop` has run, ``bridge_asyncio_tasks`` and
 ``bridge_open_sockets``, read at scrape time: a leak of either shows as a count that
 does not return to its idle value.  The store adds ``bridge_store_*`` to the same
 registry (:class:`bridge.store.writer.StoreMetrics`).
+
+**Worker processes** (``bridge serve --workers N``, :mod:`bridge.ops.supervisor`): each
+worker is given a :class:`Multiprocess`, and prometheus-client's multiprocess mode keeps
+every value in files shared by the group (``PROMETHEUS_MULTIPROC_DIR``, set by the
+supervisor before the worker starts).  ``/metrics`` on any worker then reports the
+group: counters and histograms summed over every worker that ever ran (a restarted
+worker's counts are kept), gauges by their ``multiprocess_mode`` below (``livesum``:
+summed over the workers alive now, e.g. ``bridge_active_calls``; ``livemax`` /
+``livemin``: the worst / the least of them), and ``process_*`` summed over the live
+workers' pids (:class:`GroupProcessCollector`; ``start_time`` the oldest, ``max_fds``
+one worker's limit).  Gauges read at scrape time are set every second instead
+(:meth:`Metrics.refresh`: another worker's value is at most that old), since a
+function cannot be shared between processes.  In one process none of this applies:
+the page is the app's registry, exactly as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,6 +45,9 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 TRANSCODE_SAMPLE_EVERY = 50  # one 20 ms frame per second of audio per call
 RELAY_SAMPLE_EVERY = 10  # agent audio events: ~1 a second per call at 100 ms chunks
@@ -38,6 +56,9 @@ RELAY_SAMPLE_EVERY = 10  # agent audio events: ~1 a second per call at 100 ms ch
 FROM_CALLER, TO_AGENT, FROM_AGENT, TO_CALLER = "from_caller", "to_agent", "from_agent", "to_caller"
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Voice-to-voice: fast agents answer in a few hundred ms (50 ms steps to tell them
+# apart: the load test's quantiles come from these), slow ones take seconds.
+_TURN_BUCKETS_S = (*(round(0.05 * i, 2) for i in range(1, 21)), 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 _FRAME_BUCKETS_S = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3)
 _LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -58,12 +79,71 @@ def open_sockets() -> int:
     return n
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when imported
+
+
+@dataclass(frozen=True)
+class Multiprocess:
+    """This process is one worker of a group whose values share ``dir``."""
+
+    dir: str
+    pids: Callable[[], Sequence[int]]  # the group's live workers (process_* over them)
+
+
+def _constant(pid: int) -> Callable[[], int]:
+    return lambda: pid
+
+
+class GroupProcessCollector(Collector):
+    """``process_*`` of several processes as one: the standard collector's families,
+    summed (CPU, memory, open fds), oldest start time, one process's fd limit."""
+
+    def __init__(self, pids: Callable[[], Sequence[int]]) -> None:
+        self.pids = pids
+
+    def collect(self) -> Iterable[Metric]:
+        merged: dict[str, Metric] = {}
+        for pid in self.pids():
+            # registry=None: a throwaway reader of /proc/<pid>, registered nowhere.
+            for family in ProcessCollector(pid=_constant(pid), registry=None).collect():
+                value = family.samples[0].value
+                have = merged.get(family.name)
+                if have is None:
+                    merged[family.name] = family
+                    continue
+                old = have.samples[0]
+                if family.name.endswith("start_time_seconds"):
+                    new = min(old.value, value)
+                elif family.name.endswith("max_fds"):
+                    new = old.value
+                else:
+                    new = old.value + value
+                have.samples[0] = old._replace(value=new)
+        return list(merged.values())
+
+
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, multiprocess: Multiprocess | None = None
+    ) -> None:
         r = self.registry = registry or CollectorRegistry()
         ProcessCollector(registry=r)
+        self.multiprocess = multiprocess
+        self._exposed = r
+        if multiprocess is not None:
+            if os.environ.get(MULTIPROC_ENV) != multiprocess.dir:
+                # prometheus-client picked its value store when imported: too late now.
+                raise RuntimeError(f"{MULTIPROC_ENV} must be {multiprocess.dir} at start-up")
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=multiprocess.dir)  # type: ignore[no-untyped-call]
+            self._exposed.register(GroupProcessCollector(multiprocess.pids))
+        # Scrape-time gauges and their readers (bind_loop); set by refresh() when shared.
+        self._scraped: list[tuple[Gauge, Callable[[], float]]] = []
         self.active_calls = Gauge(
-            "bridge_active_calls", "Calls with a live media stream", registry=r
+            "bridge_active_calls",
+            "Calls with a live media stream",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.calls_total = Counter(
             "bridge_calls",
@@ -113,6 +193,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.turn_latency_seconds = Histogram(
+            "bridge_turn_latency_seconds",
+            "Per agent turn, from the caller stopping speaking (stage: agent_audio received, "
+            "sent to Twilio, heard by the caller); stage=interruption: caller speech over "
+            "the agent to clear sent",
+            ["stage"],
+            buckets=_TURN_BUCKETS_S,
+            registry=r,
+        )
         self.relay_seconds = Histogram(
             "bridge_relay_seconds",
             "Agent audio event received → its first frame written to Twilio "
@@ -158,17 +247,33 @@ class Metrics:
             buckets=_FRAME_BUCKETS_S,
             registry=r,
         )
-        self.open_tasks = Gauge("bridge_asyncio_tasks", "asyncio tasks alive", registry=r)
-        self.open_sockets = Gauge(
-            "bridge_open_sockets", "Sockets held by the process (listening included)", registry=r
+        self.open_tasks = Gauge(
+            "bridge_asyncio_tasks", "asyncio tasks alive", registry=r, multiprocess_mode="livesum"
         )
-        self.draining = Gauge("bridge_draining", "1 while draining for shutdown", registry=r)
-        self.ready = Gauge("bridge_ready", "1 when /readyz answers 200", registry=r)
+        self.open_sockets = Gauge(
+            "bridge_open_sockets",
+            "Sockets held by the process (listening included)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.draining = Gauge(
+            "bridge_draining",
+            "1 while draining for shutdown",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.ready = Gauge(
+            "bridge_ready",
+            "1 when /readyz answers 200 (workers: on every live worker)",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         # Security posture and the admin API's door (bridge.admin.routes.BearerAuth).
         self.twilio_signatures_enforced = Gauge(
             "bridge_twilio_signatures_enforced",
             "1 when every Twilio request's X-Twilio-Signature is checked, 0 when not (insecure)",
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.admin_auth_failures_total = Counter(
             "bridge_admin_auth_failures",
@@ -192,14 +297,42 @@ class Metrics:
             "bridge_event_loop_lag_max_seconds",
             "Worst event-loop lag since the process started",
             registry=r,
+            multiprocess_mode="livemax",
+        )
+        # Call recordings (bridge.recording): written, and stopped by a write error.
+        self.recordings_total = Counter(
+            "bridge_recordings", "Call recordings finalised (complete or stopped)", registry=r
+        )
+        self.recording_errors_total = Counter(
+            "bridge_recording_errors",
+            "Call recordings stopped by a write error, by errno name (enospc, efbig, ...)",
+            ["reason"],
+            registry=r,
+        )
+        self.recordings_deleted_total = Counter(
+            "bridge_recordings_deleted",
+            "Recordings deleted by the retention cleanup",
+            registry=r,
         )
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop, ready: Callable[[], bool]) -> None:
         """Read task count, sockets and readiness on scrape (the app's start-up calls it)."""
-        self.open_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
-        self.open_sockets.set_function(open_sockets)
-        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+        self._scraped = [
+            (self.open_tasks, lambda: len(asyncio.all_tasks(loop))),
+            (self.open_sockets, open_sockets),
+            (self.ready, lambda: 1.0 if ready() else 0.0),
+        ]
+        if self.multiprocess is None:
+            for gauge, read in self._scraped:
+                gauge.set_function(read)
+
+    def refresh(self) -> None:
+        """Shared values only: set the scrape-time gauges now (every second, and on scrape)."""
+        if self.multiprocess is not None:
+            for gauge, read in self._scraped:
+                gauge.set(read())
 
     def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The exposition text and its content type (the group's, for a worker)."""
+        self.refresh()
+        return generate_latest(self._exposed), CONTENT_TYPE_LATEST

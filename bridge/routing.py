@@ -82,6 +82,10 @@ class Route:
     def fallback_number(self) -> str | None:
         return self.number.fallback_number if self.number else None
 
+    @property
+    def record(self) -> bool:
+        return self.number.record if self.number else False
+
 
 @dataclass(frozen=True)
 class SyncResult:
@@ -168,6 +172,27 @@ class RoutingTable:
         self._table = {k: v for k, v in self._table.items() if k != rec.number}
         log_event(logger, "routing.removed", number=rec.number)
         return True
+
+    # -- changes another instance made (bridge.store.bus): memory only ---------------
+
+    def load(self, rec: NumberRecord) -> None:
+        """Serve ``rec`` as the store has it (another instance wrote it)."""
+        self._table = {**self._table, rec.number: rec}
+        log_event(logger, "routing.reloaded", number=rec.number, agent_id=rec.agent_id)
+
+    def forget(self, number_or_id: str) -> bool:
+        """Stop serving a number the store no longer has; False if it was not here."""
+        rec = self.get(number_or_id)
+        if rec is None:
+            return False
+        self._table = {k: v for k, v in self._table.items() if k != rec.number}
+        log_event(logger, "routing.forgotten", number=rec.number)
+        return True
+
+    def replace_all(self, records: Sequence[NumberRecord]) -> None:
+        """Serve exactly ``records`` (the store's whole table)."""
+        self._table = {r.number: r for r in records}
+        log_event(logger, "routing.reloaded_all", numbers=len(records))
 
     # -- sync from the platform ------------------------------------------------------
 

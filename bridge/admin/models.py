@@ -24,6 +24,8 @@ from msgspec import UNSET, UnsetType
 
 from bridge.http import ErrorBody, ErrorInfo, Rollback, UpstreamInfo
 from bridge.store import NumberRecord
+from bridge.store.instances import InstanceInfo
+from bridge.store.transcripts import LatencySummary, TranscriptEntry
 from bridge.twilio.stream_token import TOKEN_PARAMETER
 
 E164_PATTERN: Final = r"^\+[1-9][0-9]{1,14}$"
@@ -99,6 +101,8 @@ class ImportNumber(_Request):
     language: Language | None = None
     dynamic_variables: Variables = msgspec.field(default_factory=dict)
     fallback_number: E164 | None = None
+    # Record what callers to this number hear (docs/recording.md).
+    record: bool = False
 
     def __post_init__(self) -> None:
         _check_trimmed("number", self.number)
@@ -119,6 +123,7 @@ class UpdateNumber(_Request):
     language: Language | UnsetType | None = UNSET
     dynamic_variables: Variables | UnsetType | None = UNSET
     fallback_number: E164 | UnsetType | None = UNSET
+    record: bool | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         _check_trimmed("fallback_number", self.fallback_number)
@@ -135,6 +140,12 @@ class UpdateNumber(_Request):
 
 class NumberList(msgspec.Struct, kw_only=True):
     items: list[NumberRecord]
+
+
+class InstanceList(msgspec.Struct, kw_only=True):
+    """The bridge instances sharing the store (``GET /admin/instances``), this one first."""
+
+    items: list[InstanceInfo]
 
 
 class TwilioSetup(msgspec.Struct, kw_only=True):
@@ -199,6 +210,16 @@ class HangupResult(msgspec.Struct, kw_only=True):
     call_sid: str
     # "hanging_up": the live call was told to end (it ends within the goodbye timeout).
     status: Literal["hanging_up"] = "hanging_up"
+
+
+class CallTranscript(msgspec.Struct, kw_only=True):
+    """GET /admin/calls/{sid}/transcript: the call's turns in order (``t``: seconds since
+    its stream started) and its per-turn latency summary; empty until the call ends."""
+
+    call_sid: str
+    status: str
+    entries: tuple[TranscriptEntry, ...]
+    latency: LatencySummary | None
 
 
 # --------------------------------------------------------------------------- outbound calls

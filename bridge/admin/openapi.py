@@ -14,6 +14,7 @@ import msgspec
 
 from bridge.admin import models
 from bridge.store import CallPage, CallRecord, NumberRecord
+from bridge.store.deliveries import DELIVERY_STATES, DeliveryPage, DeliveryRecord
 from bridge.store.store import MAX_PAGE
 
 _SCHEMA_TYPES: Final = (
@@ -26,6 +27,8 @@ _SCHEMA_TYPES: Final = (
     models.AgentInfo,
     models.AgentList,
     models.HangupResult,
+    models.CallTranscript,
+    models.InstanceList,
     models.ErrorBody,
     NumberRecord,
     CallRecord,
@@ -33,6 +36,9 @@ _SCHEMA_TYPES: Final = (
     # POST /admin/calls is served by the telephony features (bridge/telephony/endpoints.py).
     models.OutboundCall,
     models.DialResult,
+    # Post-call webhooks (bridge/webhooks/admin.py).
+    DeliveryRecord,
+    DeliveryPage,
 )
 
 _ERROR_TEXT: Final = {
@@ -76,6 +82,30 @@ def _op(
         op["requestBody"] = {"required": True, "content": _json(_ref(body))}
     if params:
         op["parameters"] = params
+    return op
+
+
+def _recording_op() -> dict[str, Any]:
+    """GET of a call's WAV (bridge.recording): audio, with HTTP Range support."""
+    op = _op("The call's recording (stereo WAV: caller left, agent right)", (200, "", ""), (404,))
+    op["responses"]["200"] = {
+        "description": "The whole file (Accept-Ranges: bytes)",
+        "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+    }
+    op["responses"]["206"] = {
+        "description": "The requested byte range (Content-Range)",
+        "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+    }
+    op["responses"]["416"] = {"description": "Range not satisfiable"}
+    op["parameters"] = [
+        {
+            "name": "Range",
+            "in": "header",
+            "required": False,
+            "description": "bytes=START-END, bytes=START- or bytes=-SUFFIX",
+            "schema": {"type": "string"},
+        }
+    ]
     return op
 
 
@@ -209,12 +239,64 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_CALL_SID],
                 "get": _op("One call record", (200, "CallRecord", "The call"), (404, 503)),
             },
+            "/admin/calls/{sid}/transcript": {
+                "parameters": [_CALL_SID],
+                "get": _op(
+                    "The call's transcript and per-turn latency (text/plain by Accept)",
+                    (200, "CallTranscript", "The transcript"),
+                    (404, 503),
+                ),
+            },
+            "/admin/calls/{sid}/recording": {
+                "parameters": [_CALL_SID],
+                "get": _recording_op(),
+            },
             "/admin/calls/{sid}/hangup": {
                 "parameters": [_CALL_SID],
                 "post": _op(
-                    "End a live call",
+                    "End a live call, on whichever instance handles it",
                     (200, "HangupResult", "The call is ending"),
-                    (404, 409, 503),
+                    (404, 409, 502, 503),
+                ),
+            },
+            "/admin/instances": {
+                "get": _op(
+                    "The bridge instances sharing the store, this one first",
+                    (200, "InstanceList", "Every instance the store knows, with its state"),
+                    (503,),
+                ),
+            },
+            "/admin/webhooks/deliveries": {
+                "get": _op(
+                    "Post-call webhook deliveries, newest first",
+                    (200, "DeliveryPage", "One page; pass next_cursor as cursor for the next"),
+                    (400, 503),
+                    params=[
+                        _query(
+                            "state",
+                            {"type": "string", "enum": list(DELIVERY_STATES)},
+                            "Only deliveries in this state",
+                        ),
+                        _query(
+                            "call_sid",
+                            {"type": "string", "pattern": r"^[A-Za-z0-9_\-]{1,64}$"},
+                            "Deliveries of this call",
+                        ),
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
+                            "Page size",
+                        ),
+                        _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                    ],
+                ),
+            },
+            "/admin/webhooks/deliveries/{id}/retry": {
+                "parameters": [_path_param("id", "Delivery id (whd_...)")],
+                "post": _op(
+                    "Send a delivery again now, whatever its state",
+                    (200, "DeliveryRecord", "Due now; sent within moments"),
+                    (404, 503),
                 ),
             },
         },

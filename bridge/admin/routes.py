@@ -32,7 +32,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
@@ -48,6 +48,7 @@ from bridge.admin.decode import (
 from bridge.admin.openapi import openapi_document
 from bridge.admin.service import Provisioning
 from bridge.admin.throttle import FailureThrottle, client_key
+from bridge.call.transcript import render_text
 from bridge.config import AdminConfig
 from bridge.errors import (
     BridgeError,
@@ -126,6 +127,38 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 # ---------------------------------------------------------------------------- auth
+
+
+_MAX_ACCEPT_RANGES: Final = 20  # a client's Accept header is read this far, no further
+
+
+def prefers_text(accept: str) -> bool:
+    """Whether ``accept`` ranks ``text/plain`` above JSON (RFC 9110 q-values; a tie,
+    or no preference at all, is JSON)."""
+
+    def quality(media_type: str) -> float:
+        best, best_rank = 0.0, -1
+        top, _, _ = media_type.partition("/")
+        for item in accept.split(",")[:_MAX_ACCEPT_RANGES]:
+            name, *params = (p.strip() for p in item.split(";"))
+            name = name.lower()
+            rank = (
+                2 if name == media_type else 1 if name == f"{top}/*" else 0 if name == "*/*" else -1
+            )
+            if rank <= best_rank:
+                continue
+            q = 1.0
+            for p in params:
+                key, _, value = p.partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        q = float(value)
+                    except ValueError:
+                        q = 0.0
+            best, best_rank = q, rank
+        return best
+
+    return quality("text/plain") > quality("application/json")
 
 
 class BearerAuth:
@@ -237,6 +270,15 @@ class BodyLimit:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def recording_response(service: Provisioning, call_sid: str) -> FileResponse:
+    """The call's WAV (the admin API's and the console's); Range requests (206, 416) are
+    FileResponse's own.  InputError (404) when the call has no recording."""
+    path = service.recording_file(call_sid)
+    return FileResponse(
+        path, media_type="audio/wav", filename=f"{call_sid}.wav", content_disposition_type="inline"
+    )
+
+
 class AdminEndpoints:
     """One method per route; each decodes, calls the service, encodes."""
 
@@ -304,9 +346,27 @@ class AdminEndpoints:
         check_unknown_params(request.query_params, ())
         return json_response(await self.svc.get_call(request.path_params["sid"]))
 
+    async def get_transcript(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        view = await self.svc.get_transcript(request.path_params["sid"])
+        if prefers_text(request.headers.get("accept", "")):
+            text = render_text(view.call_sid, view.entries, view.latency)
+            return Response(text, media_type="text/plain; charset=utf-8")
+        return json_response(view)
+
+    async def get_recording(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        return recording_response(self.svc, request.path_params["sid"])
+
     async def hangup_call(self, request: Request) -> Response:
         check_unknown_params(request.query_params, ())
         return json_response(await self.svc.hangup(request.path_params["sid"]))
+
+    # -- instances
+
+    async def list_instances(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        return json_response(models.InstanceList(items=await self.svc.list_instances()))
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -321,7 +381,10 @@ class AdminEndpoints:
             # POST /calls (outbound calls) belongs to the telephony features: add it here.
             Route("/calls", self.list_calls, methods=["GET"]),
             Route("/calls/{sid}", self.get_call, methods=["GET"]),
+            Route("/calls/{sid}/transcript", self.get_transcript, methods=["GET"]),
+            Route("/calls/{sid}/recording", self.get_recording, methods=["GET"]),
             Route("/calls/{sid}/hangup", self.hangup_call, methods=["POST"]),
+            Route("/instances", self.list_instances, methods=["GET"]),
         ]
 
 

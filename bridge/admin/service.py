@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -32,6 +33,7 @@ import msgspec
 from bridge.admin.agent_template import BRIDGE_CLIENT_TOOLS, telephony_agent
 from bridge.admin.models import (
     AgentInfo,
+    CallTranscript,
     CreateAgent,
     DeleteResult,
     HangupResult,
@@ -58,11 +60,19 @@ from bridge.platform.phone_numbers import (
     PhoneNumber,
     TwilioPhoneNumber,
 )
+from bridge.recording.call import recording_path
 from bridge.routing import PlatformNumber, RoutingTable
 from bridge.store import CallPage, CallRecord, NumberRecord, Store
+from bridge.store.bus import CALL_HANGUP, CallHangup, EventBus
+from bridge.store.instances import InstanceInfo, Instances
 from bridge.twilio.rest import IncomingNumber, TwilioRest
 
 logger = logging.getLogger("bridge.admin.service")
+
+# A hang-up of a call another instance handles waits this long for that instance to end
+# it (the bus reaches it within milliseconds on PostgreSQL, a poll interval on SQLite)
+# before ending the phone leg over Twilio REST itself.
+OWNER_WAIT_S = 1.5
 
 T = TypeVar("T")
 
@@ -144,8 +154,13 @@ class Provisioning:
         platform: PlatformClient | None,
         *,
         client_tools: tuple[ClientToolConfig, ...] = BRIDGE_CLIENT_TOOLS,
+        bus: EventBus | None = None,
+        instances: Instances | None = None,
     ):
         self._services = services
+        # The other instances sharing the store (None: this process alone).
+        self._bus = bus
+        self._instances = instances
         self._routing = services.routing
         self._platform_client = platform
         self._client_tools = client_tools
@@ -257,6 +272,7 @@ class Provisioning:
             language=req.language,
             dynamic_variables=dict(req.dynamic_variables),
             fallback_number=req.fallback_number,
+            record=req.record,
             twilio_number_sid=incoming.sid if incoming is not None else req.twilio_number_sid,
         )
         stored = await saga.step("routing.apply", lambda: self._apply(rec))
@@ -395,18 +411,80 @@ class Provisioning:
             raise InputError("call_sid", f"no call {call_sid!r} is recorded", status=404)
         return rec
 
+    def recording_file(self, call_sid: str) -> Path:
+        """The WAV file of ``call_sid``'s recording (bridge.recording); 404 when none."""
+        cfg = self._services.config
+        path = recording_path(cfg.recording.directory(cfg.store.db), call_sid)
+        if path is None or not path.is_file():
+            raise InputError("call_sid", f"no recording of call {call_sid!r}", status=404)
+        return path
+
+    async def get_transcript(self, call_sid: str) -> CallTranscript:
+        rec = await self.get_call(call_sid)
+        return CallTranscript(
+            call_sid=rec.call_sid, status=rec.status, entries=rec.transcript, latency=rec.latency
+        )
+
     async def hangup(self, call_sid: str) -> HangupResult:
+        """End a live call, whichever instance handles it.
+
+        Here: at once.  On another live instance: a ``call.hangup`` event on the bus
+        makes it end the call (``admin_hangup``, its agent socket closed at once); the
+        phone leg is then ended over Twilio REST when credentials are configured (a
+        no-op if the owner did it already), which also covers a call no live instance
+        handles.  409 when neither can reach the call.
+        """
         if self._services.calls.hangup(call_sid):
             log_event(logger, "provisioning.call_hangup", call_sid=call_sid)
             return HangupResult(call_sid=call_sid)
         rec = await asyncio.to_thread(self._store.get_call, call_sid)
         if rec is None:
             raise InputError("call_sid", f"no call {call_sid!r} is recorded", status=404)
-        raise InputError(
-            "call_sid",
-            f"call {call_sid} is not live on this bridge (status {rec.status})",
-            status=409,
+        owner = await self._live_owner(rec) if rec.live else None
+        if owner is not None and self._bus is not None:
+            await self._bus.publish(CALL_HANGUP, CallHangup(call_sid=call_sid, instance=owner))
+            await self._wait_ended(call_sid, OWNER_WAIT_S)
+        phone_ended = False
+        if rec.live and self._twilio is not None:
+            phone_ended = await self._twilio.hangup(call_sid)
+        if owner is None and not phone_ended:
+            raise InputError(
+                "call_sid",
+                f"call {call_sid} is not live on this bridge or any other (status {rec.status})",
+                status=409,
+            )
+        log_event(
+            logger,
+            "provisioning.call_hangup",
+            call_sid=call_sid,
+            instance=owner,
+            phone_leg_over_rest=phone_ended,
         )
+        return HangupResult(call_sid=call_sid)
+
+    async def _live_owner(self, rec: CallRecord) -> str | None:
+        """The other, live instance handling ``rec``'s stream, if any."""
+        inst, me = self._instances, self._services.store
+        if rec.instance is None or inst is None or me is None or rec.instance == me.instance:
+            return None
+        return rec.instance if await asyncio.to_thread(inst.alive, rec.instance) else None
+
+    async def _wait_ended(self, call_sid: str, timeout_s: float) -> bool:
+        """Until the call's record is no longer live (its owner ended it), bounded."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            rec = await asyncio.to_thread(self._store.get_call, call_sid)
+            if rec is None or not rec.live:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def list_instances(self) -> list[InstanceInfo]:
+        """The instances sharing this bridge's store (this one first)."""
+        if self._instances is None:
+            return []
+        return await asyncio.to_thread(self._instances.list)
 
     # ------------------------------------------------------------------ helpers
 

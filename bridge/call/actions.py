@@ -39,6 +39,9 @@ class EndReason(enum.Enum):
     OVER_CAPACITY = "over_capacity"  # a concurrency cap was full when the stream started
     STREAM_STALLED = "stream_stalled"  # the started stream stopped sending media
     TWILIO_NOT_READING = "twilio_not_reading"  # our frames to Twilio went unread for long
+    # Written by another instance's sweep, never by a session: the instance handling the
+    # call stopped heartbeating (bridge/store/instances.py).
+    INSTANCE_LOST = "instance_lost"
 
 
 # --------------------------------------------------------------------------- dispositions

@@ -40,6 +40,25 @@ class StreamAdmission(Protocol):
         ...
 
 
+class Reservation(Protocol):
+    """The webhook's second, asynchronous step once the chain admitted a routed call:
+    a concurrency slot for the whole deployment (:mod:`bridge.telephony.shared_limits`)."""
+
+    async def reserve(self, to_number: str, call_sid: str) -> Refusal | None: ...
+
+    def release(self, call_sid: str) -> None:
+        """The call is over (its final status): free its slot, without waiting."""
+        ...
+
+
+class StreamClaim(Protocol):
+    """Single use of a verified stream token across instances (after the per-process check)."""
+
+    def claim_stream(self, call_sid: str, token_mac: str, expires_at: float) -> bool:
+        """False: the token or the call SID opened a stream before, anywhere."""
+        ...
+
+
 @dataclass(frozen=True)
 class StreamStart:
     """What a stream's ``start`` claims: attacker-controlled until checked."""

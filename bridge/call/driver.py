@@ -72,6 +72,8 @@ from bridge.errors import BridgeError, ConvaiProtocolError, PlatformApiError, Tw
 from bridge.log import log_event
 from bridge.metrics import FROM_AGENT, FROM_CALLER, TO_AGENT, TO_CALLER
 from bridge.platform.reachability import connect_error_kind
+from bridge.recording.call import CallRecording, recording_path
+from bridge.recording.call import open_failed as recording_open_failed
 from bridge.store.records import CallRecord, CallUpdate
 from bridge.twilio.media import Media, binary_frame_error, parse_from_twilio
 from bridge.ws.socket import INTERNAL_ERROR, MessageSocket
@@ -109,7 +111,12 @@ class CallDriver:
             self._plan,
             services.tools.names,
             wrap_transcoders=self._sampler.wrap,
-            check=StreamGate(services.config, services.calls, services.stream_admission),
+            check=StreamGate(
+                services.config,
+                services.calls,
+                services.stream_admission,
+                claim=services.stream_claim,
+            ),
         )
         self._loop = asyncio.get_running_loop()
         self._finished = asyncio.Event()
@@ -124,6 +131,7 @@ class CallDriver:
         self._registered = False
         self._recorded = False
         self._watcher: CallWatcher | None = None
+        self._recording: CallRecording | None = None  # what the caller heard (opt-in)
 
     def _plan(self, params: Mapping[str, str]) -> CallPlan | None:
         return plan_for_stream(params, self.services.routing)
@@ -183,6 +191,7 @@ class CallDriver:
             if not self.session.ended:  # cancelled from outside: the server is stopping
                 self.session.request_end(EndReason.SHUTDOWN, wait_for_playout=False)
                 self._pump()
+            self._end_recording()  # whatever ended the call, crashes included
             await self._cleanup()
 
     async def _cleanup(self) -> None:
@@ -216,6 +225,10 @@ class CallDriver:
             self.services.metrics.active_calls.dec()
         if self._watcher is not None:
             self._watcher.ended()
+        # After the watcher wrote what it observed: the record is final (webhooks).
+        ended = self.services.on_call_ended
+        if ended is not None and self._registered:
+            ended(self.session.call_sid)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -256,6 +269,7 @@ class CallDriver:
                 self.services.metrics.active_calls.inc()
                 if self.services.watch is not None:
                     self._watcher = self.services.watch(self)
+                self._start_recording()
         if s.to_twilio.chars or self._end_stream is not None:
             self._flush_twilio()
         if s.to_agent.chars:
@@ -325,8 +339,11 @@ class CallDriver:
             s.caller_garbage(e)
         else:
             s.caller_message(msg)
-            if self._watcher is not None and type(msg) is Media:
-                self._watcher.caller_audio(msg.media.payload)
+            if type(msg) is Media:
+                if self._watcher is not None:
+                    self._watcher.caller_audio(msg.media.payload)
+                if self._recording is not None:
+                    self._recording.caller_media(msg.media)
         self._pump()
 
     def caller_binary(self) -> None:
@@ -335,13 +352,18 @@ class CallDriver:
 
     def caller_closed(self) -> None:
         self._stream_closed.set()
+        self._end_recording()
         self.session.caller_closed()
         self._pump()
 
     def _flush_twilio(self) -> None:
         q, tw = self.session.to_twilio, self.twilio
         if q.chars and tw.can_send:
-            tw.send_texts(q.take_all())
+            texts = q.take_all()
+            tw.send_texts(texts)
+            self.session.twilio_written()
+            if self._recording is not None:
+                self._recording.sent(texts)
             if self._sampler.following:
                 self._sampler.written(q)
         if self._end_stream is not None and self._may_close and not q.chars:
@@ -354,6 +376,7 @@ class CallDriver:
             assert self._end_stream is not None
             self.twilio.close(self._end_stream.close_code)
             self._stream_closed.set()
+            self._end_recording()
 
     async def _rest_redirect(self, disposition: Disposition) -> None:
         rest = self.services.twilio_rest
@@ -448,6 +471,28 @@ class CallDriver:
         self.session.tool_finished(action.tool_call_id, result, is_error)
         self._pump()
 
+    # ------------------------------------------------------------------ recording
+
+    def _start_recording(self) -> None:
+        s, services = self.session, self.services
+        cfg = services.config
+        if not (cfg.recording.enabled or (s.plan is not None and s.plan.record)):
+            return
+        path = recording_path(cfg.recording.directory(cfg.store.db), s.call_sid)
+        if path is None:
+            return
+        try:
+            self._recording = CallRecording(
+                path, call_sid=s.call_sid, stream_sid=s.stream_sid, metrics=services.metrics
+            )
+        except OSError as e:  # no recording; the call goes on
+            recording_open_failed(services.metrics, s.call_sid, path, e)
+
+    def _end_recording(self) -> None:
+        """The stream is over: nothing more is heard, finalise the file (idempotent)."""
+        if self._recording is not None:
+            self._recording.end()
+
     # ------------------------------------------------------------------ records, metrics
 
     def _record(self, fields: CallUpdate) -> None:
@@ -476,6 +521,8 @@ class CallDriver:
         m.calls_total.labels(outcome, done.reason.value).inc()
         if s.first_audio_ms is not None:
             m.first_audio_seconds.observe(s.first_audio_ms / 1000)
+        for stage, seconds in self.session.turns.observations():
+            m.turn_latency_seconds.labels(stage).observe(seconds)
         if s.agent_failure in ("closed_abnormally", "idle_timeout"):  # mid-call failures
             m.upstream_errors_total.labels(s.agent_failure).inc()
         frames = s.frames

@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from bridge.call.actions import HANGUP, to_twiml
+from bridge.call.admission import Refusal
 from bridge.call.driver import CallDriver
 from bridge.call.services import CallServices
 from bridge.errors import BridgeError
@@ -49,7 +50,7 @@ from bridge.store.records import CallRecord, CallStatus
 from bridge.twilio import responses as twiml
 from bridge.twilio import stream_token
 from bridge.twilio.signature import is_valid_ws_upgrade
-from bridge.twilio.status import status_update
+from bridge.twilio.status import FINAL_STATUSES, status_update
 from bridge.ws.asgi_socket import AsgiSocket
 from bridge.ws.server import direct_socket
 
@@ -105,20 +106,18 @@ async def inbound(request: Request) -> Response:
 
     refusal = services.admission.check(ours)
     if refusal is not None:
-        webhooks.labels("refused").inc()
-        services.metrics.refused_total.labels(refusal.reason).inc()
-        log_event(logger, "call.refused", reason=refusal.reason, dial=refusal.dial, **fields)
-        if refusal.dial:
-            return _xml(twiml.dial(refusal.dial))
-        if refusal.message:
-            return _xml(twiml.say_and_hangup(refusal.message))
-        return _xml(twiml.reject(refusal.reject_reason))
+        return _refused(services, refusal, fields)
 
     route = services.routing.route(ours)
     if route is None:
         webhooks.labels("unrouted").inc()
         log_event(logger, "call.unrouted", logging.WARNING, **fields)
         return _xml(twiml.say_and_hangup(services.config.calls.apology_text))
+    if services.reservation is not None:
+        # A slot of the deployment-wide caps, taken in the store off the event loop.
+        refusal = await services.reservation.reserve(ours, call_sid)
+        if refusal is not None:
+            return _refused(services, refusal, fields)
 
     services.calls.expect(call_sid)
     if services.store is not None:
@@ -138,7 +137,7 @@ async def inbound(request: Request) -> Response:
             log_event(logger, "call.record_failed", logging.ERROR, call_sid=call_sid, error=str(e))
     webhooks.labels("stream").inc()
     log_event(logger, "call.routed", agent_id=route.agent_id, route=route.source, **fields)
-    tw = services.config.twilio
+    tw, rec = services.config.twilio, services.config.recording
     # The stream must show this token to be believed (bridge.twilio.stream_token).
     parameters = stream_token.signed_parameters(
         tw.stream_key,
@@ -154,8 +153,21 @@ async def inbound(request: Request) -> Response:
             parameters,
             action_url=services.public(AFTER_STREAM_PATH),
             status_callback=services.public(STREAM_STATUS_PATH),
+            # Callers told before the agent speaks (docs/recording.md: the legal point).
+            notice=rec.notice if rec.enabled or route.record else None,
         )
     )
+
+
+def _refused(services: CallServices, refusal: Refusal, fields: dict[str, Any]) -> Response:
+    services.metrics.webhooks_total.labels("refused").inc()
+    services.metrics.refused_total.labels(refusal.reason).inc()
+    log_event(logger, "call.refused", reason=refusal.reason, dial=refusal.dial, **fields)
+    if refusal.dial:
+        return _xml(twiml.dial(refusal.dial))
+    if refusal.message:
+        return _xml(twiml.say_and_hangup(refusal.message))
+    return _xml(twiml.reject(refusal.reject_reason))
 
 
 async def after_stream(request: Request) -> Response:
@@ -192,12 +204,20 @@ async def call_status(request: Request) -> Response:
         duration=params.get("CallDuration"),
         sip_code=params.get("SipResponseCode"),
     )
+    if services.reservation is not None and call_sid and status in FINAL_STATUSES:
+        services.reservation.release(call_sid)  # a call that ended before its stream
     if services.store is not None and call_sid:
+        store_id = services.store.instance
         try:
             rec = services.store.get_call(call_sid)
             fields = status_update(
                 rec.status if rec else None, rec.end_reason if rec else None, params
             )
+            if fields is not None and rec is not None and rec.instance not in (None, store_id):
+                # Another instance handles the stream and records why the call ended;
+                # its write may not have landed yet, and Twilio's "completed" must not
+                # take its place.  (A dead owner's calls are closed by the sweep.)
+                fields.pop("end_reason", None)
             if fields is not None:
                 services.store.update_call(call_sid, **fields)
         except BridgeError as e:

@@ -34,6 +34,7 @@ class CallPlan:
     language: str | None = None
     dynamic_variables: Mapping[str, str] = field(default_factory=dict)
     fallback_number: str | None = None
+    record: bool = False  # record what the caller hears (the number's flag; bridge.recording)
 
 
 def bounded_parameters(params: Mapping[str, str]) -> tuple[dict[str, str], int]:
@@ -63,6 +64,7 @@ def plan_for_stream(params: Mapping[str, str], routing: RoutingTable) -> CallPla
         language=route.language,
         dynamic_variables=route.dynamic_variables,
         fallback_number=route.fallback_number,
+        record=route.record,
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from bridge.call.actions import HANGUP, Disposition, EndReason
 from bridge.call.tools import CallControl
@@ -46,6 +46,9 @@ class LiveCalls:
         self._expected = _Bounded()
         self._next = _Bounded()
         self._used: OrderedDict[str, float] = OrderedDict()  # key -> forget after (clock)
+        # Told the SID of each live call that ends (set once, when the bridge is built:
+        # the deployment-wide limits free the call's slot).
+        self.on_removed: Callable[[str], None] | None = None
 
     # -- live calls ------------------------------------------------------------------
 
@@ -58,8 +61,10 @@ class LiveCalls:
 
     def remove(self, call_sid: str, call: CallControl | None = None) -> None:
         """Forget a live call (only if it is ``call``, when given)."""
-        if call is None or self._live.get(call_sid) is call:
-            self._live.pop(call_sid, None)
+        if call is not None and self._live.get(call_sid) is not call:
+            return
+        if self._live.pop(call_sid, None) is not None and self.on_removed is not None:
+            self.on_removed(call_sid)
 
     def get(self, call_sid: str) -> CallControl | None:
         return self._live.get(call_sid)
@@ -111,6 +116,16 @@ class LiveCalls:
     def claim_expected(self, call_sid: str) -> bool:
         """True (once) if the webhook announced this call."""
         return self._expected.pop(call_sid, None) is not None
+
+    def awaiting_sids(self, within_s: float) -> list[str]:
+        """The SIDs :meth:`awaiting_streams` counts, newest first."""
+        cutoff = time.monotonic() - within_s
+        sids = []
+        for sid, at in reversed(self._expected.items()):
+            if not isinstance(at, float) or at < cutoff:
+                break
+            sids.append(sid)
+        return sids
 
     def awaiting_streams(self, within_s: float) -> int:
         """Calls announced in the last ``within_s`` seconds whose stream has not started

@@ -11,7 +11,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge.call.admission import Admission, AdmitAll, StreamAdmission
+from bridge.call.admission import (
+    Admission,
+    AdmitAll,
+    Reservation,
+    StreamAdmission,
+    StreamClaim,
+)
 from bridge.call.registry import LiveCalls
 from bridge.call.session import SessionSettings
 from bridge.call.tools import CallControl, ToolRegistry, default_tools
@@ -58,10 +64,16 @@ class CallServices:
     admission: Admission = field(default_factory=AdmitAll)
     # Asked again when a stream starts (bridge.call.stream_gate): the concurrency caps.
     stream_admission: StreamAdmission = field(default_factory=AdmitAll)
+    # Deployment-wide limits in the store (bridge.telephony.shared_limits), when on: the
+    # webhook's slot reservation and the stream token's single use across instances.
+    reservation: Reservation | None = None
+    stream_claim: StreamClaim | None = None
     metrics: Metrics = field(default_factory=Metrics)
     upstream: UpstreamHealth = field(default_factory=UpstreamHealth)  # for readiness
     on_keypad: KeypadHandler | None = None
     watch: CallWatch | None = None
+    # Told each call's SID once its record is final (post-call webhooks); must not block.
+    on_call_ended: Callable[[str], None] | None = None
 
     # Public URLs: what Twilio calls and what its signatures are computed over.
     def public(self, path: str) -> str:

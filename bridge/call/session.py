@@ -65,6 +65,12 @@ Audio paths:
   resampler, and every later ``audio`` event with ``event_id`` ≤ the interrupted id is
   dropped as stale (the official SDK's rule).
 
+Insight (docs/insight.md): the session keeps the call's :class:`Transcript` (what was
+said and done, with times) and its :class:`TurnLatency` (an energy VAD on every caller
+frame; the first audio of each agent reply is marked at once, so its echo dates when it
+was heard; the driver reports its writes with :meth:`CallSession.twilio_written`).  Both
+are bounded, and written to the record when the call ends.
+
 Why the end waits: an agent that says goodbye and closes its socket has usually not
 been *heard* yet: Twilio holds seconds of audio.  ENDING keeps the stream open until
 the last mark echoes (at most ``goodbye_timeout_s``).  When the agent ends with a tool
@@ -87,6 +93,7 @@ import msgspec
 
 from bridge.audio.formats import parse_format
 from bridge.audio.transcoder import Transcoder, agent_to_caller, caller_to_agent
+from bridge.audio.vad import CallerVad
 from bridge.b64 import decode_strict
 from bridge.call.actions import (
     HANGUP,
@@ -110,7 +117,9 @@ from bridge.call.actions import (
 )
 from bridge.call.admission import Refusal, StreamCheck, StreamStart
 from bridge.call.frames import AGENT_AUDIO_PREFIX, TWILIO_AUDIO_PREFIX, FrameQueue
+from bridge.call.latency import TurnLatency
 from bridge.call.plan import CallPlan, bounded_parameters, dynamic_variables
+from bridge.call.transcript import Transcript, assemble
 from bridge.config import Config
 from bridge.convai import messages as convai
 from bridge.errors import AudioFormatError, ConvaiProtocolError, TwilioProtocolError
@@ -156,6 +165,10 @@ class SessionSettings:
     max_twilio_queue_chars: int = 700_000
     max_agent_queue_chars: int = 1_500_000
     max_bad_twilio_frames: int = 50
+    # Transcript and turn latency (bridge.call.transcript, bridge.call.latency).
+    store_digits: bool = False
+    vad_threshold_dbfs: float = -40.0
+    vad_hangover_ms: int = 300
 
     @classmethod
     def from_config(cls, cfg: Config) -> SessionSettings:
@@ -168,6 +181,9 @@ class SessionSettings:
             on_agent_failure=c.on_agent_failure,
             apology_text=c.apology_text,
             fallback_number=c.fallback_number,
+            store_digits=cfg.telephony.store_digits,
+            vad_threshold_dbfs=c.vad_threshold_dbfs,
+            vad_hangover_ms=c.vad_hangover_ms,
         )
 
 
@@ -236,6 +252,12 @@ class CallSession:
         self.to_twilio = FrameQueue(settings.max_twilio_queue_chars, TWILIO_AUDIO_PREFIX)
         self.to_agent = FrameQueue(settings.max_agent_queue_chars, AGENT_AUDIO_PREFIX)
         self.stats = Stats()
+        self.transcript = Transcript(store_digits=settings.store_digits)
+        self.turns = TurnLatency(
+            CallerVad(
+                threshold_dbfs=settings.vad_threshold_dbfs, hangover_ms=settings.vad_hangover_ms
+            )
+        )
 
         self.call_sid = ""
         self.stream_sid = ""
@@ -302,8 +324,10 @@ class CallSession:
             self.stats.frames_from_caller += 1
             self.stats.bytes_in += _decoded_len(payload)
             if self.state is State.ACTIVE:
+                self.turns.caller_frame(payload, self._clock())
                 self._forward_caller_audio(payload)
             elif self.state is State.CONNECTING_AGENT:
+                self.turns.caller_frame(payload, self._clock())
                 self._buffer_caller_audio(payload)
         elif isinstance(msg, twilio.Mark):
             self._mark_echoed(msg.mark.name)
@@ -311,6 +335,7 @@ class CallSession:
             self._on_start(msg.start)
         elif isinstance(msg, twilio.Dtmf):
             if self.state is State.ACTIVE:
+                self.transcript.keypad(self._clock(), msg.dtmf.digit)
                 self._act(CallerDtmf(msg.dtmf.digit))
         elif isinstance(msg, twilio.Stop):
             self.caller_closed()
@@ -336,7 +361,7 @@ class CallSession:
 
     def _on_start(self, start: twilio.StartBody) -> None:
         self._act(CancelTimer(Timer.START))
-        self._started_at = self._clock()
+        self._started_at = self.transcript.origin = self._clock()
         verdict = None
         if self._check is not None:
             verdict = self._check(
@@ -445,6 +470,7 @@ class CallSession:
             return
         while self._pending_marks.popleft() != name:
             pass
+        self.turns.mark_echoed(name, self._clock())
         if self.state is State.ENDING:
             self._maybe_finish()
 
@@ -493,6 +519,7 @@ class CallSession:
             self._on_tool_call(msg.client_tool_call)
         elif isinstance(msg, convai.AgentToolResponse):
             ev = msg.agent_tool_response
+            self.transcript.agent_tool(self._clock(), ev.tool_name, ev.tool_type, ev.is_error)
             self._log(
                 "call.agent_tool", tool=ev.tool_name, tool_type=ev.tool_type, error=ev.is_error
             )
@@ -503,14 +530,15 @@ class CallSession:
         elif isinstance(msg, convai.UnknownMessage):
             self._log("call.agent_unknown_event", logging.DEBUG, type=msg.type)
         elif isinstance(msg, convai.AgentResponse):
-            self._log(
-                "call.agent_said", logging.DEBUG, text=msg.agent_response_event.agent_response
-            )
+            self.transcript.agent(self._clock(), msg.agent_response_event.agent_response)
         elif isinstance(msg, convai.UserTranscript):
-            self._log(
-                "call.user_said", logging.DEBUG, text=msg.user_transcription_event.user_transcript
+            self.transcript.user(self._clock(), msg.user_transcription_event.user_transcript)
+        elif isinstance(msg, convai.AgentResponseCorrection):
+            c = msg.agent_response_correction_event
+            self.transcript.correction(
+                self._clock(), c.original_agent_response, c.corrected_agent_response
             )
-        # vad_score, tentative responses, corrections, contextual updates: nothing to do.
+        # vad_score, tentative responses, contextual updates: nothing to do.
 
     def agent_garbage(self, err: ConvaiProtocolError) -> None:
         """A malformed conversation frame: logged, counted, the call goes on."""
@@ -590,7 +618,10 @@ class CallSession:
         except (binascii.Error, ValueError, AudioFormatError) as e:
             self.agent_garbage(ConvaiProtocolError(f"audio event {ev.event_id}: {e}"))
             return
-        self._send_caller_audio(ulaw, f"audio-{ev.event_id}")
+        mark = f"audio-{ev.event_id}"
+        # The first audio of a reply is marked at once: its echo dates when it was heard.
+        opens = bool(ulaw) and self.turns.agent_audio(self._clock(), mark, len(ulaw))
+        self._send_caller_audio(ulaw, mark, mark_now=opens)
         if self._settling:  # the agent is still talking: restart the quiet period
             self._act(StartTimer(Timer.SETTLE, self.settings.end_call_settle_s))
 
@@ -603,6 +634,7 @@ class CallSession:
         self._pending_marks.clear()
         self._unmarked, self._unmarked_bytes = "", 0
         self.to_twilio.push(twilio.encode(twilio.Clear(streamSid=self.stream_sid)))
+        self.turns.interrupted(self._clock())
         if self._out is not None:
             self._out.reset()
         self._log("call.interrupted", event_id=event_id, n=self.stats.interruptions)
@@ -617,6 +649,7 @@ class CallSession:
 
     def _on_tool_call(self, call: convai.ClientToolCallBody) -> None:
         self.stats.tool_calls += 1
+        self.transcript.tool_call(self._clock(), call.tool_name, call.tool_call_id, call.parameters)
         self._log("call.tool_call", tool=call.tool_name, tool_call_id=call.tool_call_id)
         if self.state is not State.ACTIVE:
             self._tool_result(call.tool_call_id, "the call is ending", True)
@@ -630,6 +663,7 @@ class CallSession:
             self._tool_result(tool_call_id, result, is_error)
 
     def _tool_result(self, tool_call_id: str, result: str, is_error: bool) -> None:
+        self.transcript.tool_result(self._clock(), tool_call_id, result, is_error)
         msg = convai.ClientToolResult(tool_call_id=tool_call_id, result=result, is_error=is_error)
         self.to_agent.push(convai.encode_str(msg))
 
@@ -672,6 +706,11 @@ class CallSession:
             self._pending_marks.clear()
             self._unmarked, self._unmarked_bytes = "", 0
             self.request_end(EndReason.TWILIO_NOT_READING, HANGUP, wait_for_playout=False)
+
+    def twilio_written(self) -> None:
+        """The driver wrote the queued frames to Twilio (dates a turn's "sent")."""
+        if self.turns.awaiting_write:
+            self.turns.written(self._clock())
 
     def _push_mark(self) -> None:
         """Mark the audio queued since the last mark (named for its newest event)."""
@@ -737,6 +776,8 @@ class CallSession:
                 self._finish()
             return
         self.reason, self.disposition = reason, disposition
+        if isinstance(disposition, Transfer):
+            self.transcript.transfer(self._clock(), disposition.number)
         waiting = wait_for_playout and self.state is State.ACTIVE
         self.state = State.ENDING
         self._early.clear()
@@ -800,6 +841,11 @@ class CallSession:
         if not self._caller_gone:
             self._act(EndStream(self.disposition))
         summary = self.summary()
+        origin = self._started_at if self._started_at is not None else self._created_at
+        turns, barges = self.turns.entries(origin)
+        transcript = assemble(
+            self.transcript, turns, barges, end_t=summary.duration_s, reason=reason.value
+        )
         self._act(
             UpdateRecord(
                 {
@@ -814,6 +860,8 @@ class CallSession:
                     "transfer_target": self.disposition.number
                     if isinstance(self.disposition, Transfer)
                     else None,
+                    "transcript": transcript,
+                    "latency": self.turns.summary(),
                 }
             )
         )

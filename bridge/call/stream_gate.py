@@ -10,7 +10,8 @@
    and every ``customParameter`` as received, and not be expired;
 4. no stream for this call SID may be live here (a live entry is never replaced);
 5. the token (and the call SID it names) must not have opened a stream before (per
-   process, remembered for the token TTL plus the longest call);
+   process, remembered for the token TTL plus the longest call; then, with
+   deployment-wide limits, in the store: ``claim``, :mod:`bridge.store.claims`);
 6. the concurrency caps (``services.stream_admission``) must have room.
 
 1–5 refuse the start outright (untrusted); 6 refuses an authentic call (trusted: it is
@@ -24,7 +25,13 @@ import re
 import time
 from collections.abc import Callable
 
-from bridge.call.admission import AdmitAll, StreamAdmission, StreamRefusal, StreamStart
+from bridge.call.admission import (
+    AdmitAll,
+    StreamAdmission,
+    StreamClaim,
+    StreamRefusal,
+    StreamStart,
+)
 from bridge.call.registry import LiveCalls
 from bridge.config import Config
 from bridge.twilio import stream_token
@@ -41,6 +48,7 @@ class StreamGate:
         calls: LiveCalls,
         admission: StreamAdmission | None = None,
         *,
+        claim: StreamClaim | None = None,
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -49,6 +57,7 @@ class StreamGate:
         self.account_sid = tw.account_sid
         self.calls = calls
         self.admission: StreamAdmission = admission or AdmitAll()
+        self.claim = claim
         self.wall = wall
         self.clock = clock
         longest = config.telephony.max_call_duration_s or _NO_CALL_LIMIT_S
@@ -75,6 +84,14 @@ class StreamGate:
             return StreamRefusal(Verdict.DUPLICATE_CALL.value)
         if checked is not None and not self.calls.claim(
             (f"call:{sid}", f"token:{checked.mac}"), self.clock(), self.retain_s
+        ):
+            return StreamRefusal(Verdict.REPLAYED.value)
+        # The per-process memory above is the free first check; the store's holds for
+        # every instance (a token replayed on another instance than its first).
+        if (
+            checked is not None
+            and self.claim is not None
+            and not self.claim.claim_stream(sid, checked.mac, float(checked.expires_at))
         ):
             return StreamRefusal(Verdict.REPLAYED.value)
         refusal = self.admission.admit_stream(start.parameters.get("called_number", ""), sid)

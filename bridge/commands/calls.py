@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import msgspec
+
+from bridge.call.transcript import render_text
 from bridge.cli_client import add_client_arguments, cell, fields, run_command, table, when
 from bridge.errors import InputError
+from bridge.store.transcripts import LatencySummary, TranscriptEntry
 
 HELP = "calls of a running bridge: records and live calls (admin API)"
 
@@ -61,7 +65,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _show_list(data: Any) -> None:
     table(
         "Calls",
-        ("call_sid", "status", "from", "to", "agent", "started", "duration_s", "end_reason"),
+        (
+            "call_sid",
+            "status",
+            "from",
+            "to",
+            "agent",
+            "started",
+            "duration_s",
+            "end_reason",
+            "instance",
+        ),
         (
             (
                 c["call_sid"],
@@ -72,6 +86,7 @@ def _show_list(data: Any) -> None:
                 when(c["started_at"]),
                 cell(c["duration_s"]),
                 c["end_reason"],
+                c.get("instance"),
             )
             for c in data["items"]
         ),
@@ -83,9 +98,20 @@ def _show_list(data: Any) -> None:
 
 def _show_call(c: Any) -> None:
     shown = dict(c)
+    entries = shown.pop("transcript", None) or []
+    latency = shown.pop("latency", None)
     for k in ("started_at", "answered_at", "ended_at"):
         shown[k] = when(c.get(k))
     fields(f"Call {c['call_sid']}", shown)
+    print()
+    print(
+        render_text(
+            c["call_sid"],
+            msgspec.convert(entries, tuple[TranscriptEntry, ...]),
+            msgspec.convert(latency, LatencySummary | None),
+        ),
+        end="",
+    )
 
 
 def _show_hangup(data: Any) -> None:

@@ -43,8 +43,25 @@ T = TypeVar("T")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     a = parser.add_argument
-    a("--target", metavar="URL", help="bridge base URL (default: start bridge + emulator here)")
+    a(
+        "--target",
+        metavar="URL[,URL…]",
+        action="append",
+        help="bridge base URL (default: start bridge + emulator here); several (comma-"
+        "separated or repeated): instances sharing one store, calls spread round-robin",
+    )
     a("--allow-remote-target", action="store_true", help="allow a --target that is not loopback")
+    a(
+        "--workers",
+        type=int,
+        default=1,
+        help="without --target: start the bridge with `bridge serve --workers N`",
+    )
+    a(
+        "--record",
+        action="store_true",
+        help="without --target: the bridge records every call (to measure recording's cost)",
+    )
     a(
         "--to",
         metavar="E164[,E164…]",
@@ -84,9 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def params_from_args(args: argparse.Namespace) -> Params:
-    target = None
-    if args.target:
-        target = check_target(args.target, args.allow_remote_target)
+    urls = [u.strip() for arg in args.target or () for u in arg.split(",") if u.strip()]
+    targets = [check_target(u, args.allow_remote_target) for u in urls]
+    if len(set(targets)) != len(targets):
+        raise InputError("--target", "the same URL is given twice")
+    target = targets[0] if targets else None
     numbers = tuple(n.strip() for n in args.to.split(",") if n.strip())
     for n in numbers:
         if not E164.match(n):
@@ -105,6 +124,9 @@ def params_from_args(args: argparse.Namespace) -> Params:
         criteria=Criteria(max_p99_ms=args.max_p99_ms, max_cpu_ms_per_call_second=args.max_cpu_ms),
         stop_on_failure=args.stop_on_failure,
         speed=args.speed,
+        more_targets=tuple(targets[1:]),
+        workers=args.workers,
+        record=args.record,
     )
 
 

@@ -19,6 +19,17 @@ from bridge.errors import InputError
 HELP = "provisioned phone numbers of a running bridge (admin API)"
 
 _CLEARABLE = ("first_message", "language", "dynamic_variables", "fallback_number")
+# The admin API's field names in its errors, as the flags of `numbers import|update`.
+_FLAGS = {
+    "set configure_twilio to false": "pass --no-twilio",
+    "configure_twilio": "--no-twilio",
+    "twilio_number_sid": "--twilio-sid",
+    "agent_id": "--agent",
+    "first_message": "--first-message",
+    "dynamic_variables": "--var",
+    "fallback_number": "--fallback",
+    "record": "--record",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +100,12 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
         help="dynamic variable for the agent (repeatable; replaces the set)",
     )
     p.add_argument("--fallback", dest="fallback_number", help="E.164 number if the agent fails")
+    p.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record what callers to this number hear (docs/recording.md); --no-record: stop",
+    )
 
 
 def _variables(pairs: list[str] | None) -> dict[str, str] | None:
@@ -111,6 +128,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     variables = _variables(args.variables)
     if variables is not None:
         out["dynamic_variables"] = variables
+    if args.record is not None:
+        out["record"] = args.record
     return out
 
 
@@ -124,7 +143,7 @@ def _show_list(data: Any) -> None:
                 n["phone_number_id"],
                 n["label"],
                 _agent(n),
-                ", ".join(k for k in _CLEARABLE if n.get(k)) or "-",
+                ", ".join(k for k in (*_CLEARABLE, "record") if n.get(k)) or "-",
             )
             for n in data["items"]
         ),
@@ -186,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             if getattr(args, name) is not None:
                 body[name] = getattr(args, name)
         return run_command(
-            args, lambda c: c.import_number({**body, **_overrides(args)}), _show_import
+            args, lambda c: c.import_number({**body, **_overrides(args)}), _show_import, _FLAGS
         )
     if action == "assign":
         return run_command(
@@ -199,7 +218,10 @@ def run(args: argparse.Namespace) -> int:
     if action == "update":
         changes = {name: None for name in args.clear}
         return run_command(
-            args, lambda c: c.update_number(args.id, {**changes, **_overrides(args)}), _show_number
+            args,
+            lambda c: c.update_number(args.id, {**changes, **_overrides(args)}),
+            _show_number,
+            _FLAGS,
         )
     if action == "delete":
         return run_command(

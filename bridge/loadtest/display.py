@@ -15,6 +15,7 @@ from rich.table import Table
 
 from bridge.loadtest.model import PhaseFigures
 from bridge.loadtest.stats import Summary
+from bridge.loadtest.turns import describe
 
 
 def _ms(s: Summary | None, field: str = "p99") -> str:
@@ -169,3 +170,5 @@ def print_summary(console: Console, phases: list[PhaseFigures]) -> None:
             )
         for reason, n in sorted(ph.reasons.items()):
             console.print(f"phase {ph.phase}: {n} × {reason}")
+        if ph.turns:
+            console.print(f"phase {ph.phase}: turn latency at the bridge: {describe(ph.turns)}")

@@ -24,6 +24,7 @@ import numpy as np
 from bridge.loadtest.align import EchoResult
 from bridge.loadtest.procstat import Usage
 from bridge.loadtest.stats import Summary, scaled, summarize
+from bridge.loadtest.turns import StageFigures
 
 MIB = 1024 * 1024
 
@@ -115,6 +116,8 @@ class PhaseFigures(msgspec.Struct, frozen=True):
     window_s: tuple[float, float]  # phase start and end on the run clock
     passed: bool
     broken: tuple[str, ...]  # which criteria failed, in words
+    # The bridge's own per-turn latency (its /metrics, bridge/loadtest/turns.py).
+    turns: tuple[StageFigures, ...] = ()
 
 
 def peak_concurrency(intervals: list[tuple[float, float]]) -> int:

@@ -107,6 +107,9 @@ class Params(msgspec.Struct, frozen=True):
     speed: float = 1.0  # caller pacing; 1.0 = real time (latency figures need it)
     tone_s: float = 1.0
     tail_s: float = 0.6  # silence after the probe, so the echo is back before hang-up
+    more_targets: tuple[str, ...] = ()  # other instances: calls go round-robin over all
+    workers: int = 1  # the bridge we start: its --workers
+    record: bool = False  # the bridge we start records every call (bridge/recording)
 
     def __post_init__(self) -> None:
         if not 0 <= self.ramp_s <= MAX_DURATION_S:
@@ -127,6 +130,16 @@ class Params(msgspec.Struct, frozen=True):
             )
         if not 0.1 <= self.speed <= 20:
             raise InputError("--speed", f"{self.speed:g} is not within 0.1..20")
+        if not 1 <= self.workers <= 64:
+            raise InputError("--workers", f"{self.workers} is not within 1..64")
+        if self.record and self.target is not None:
+            raise InputError("--record", "applies to the bridge started here: not with --target")
+        if self.workers > 1 and self.target is not None:
+            raise InputError("--workers", "applies to the bridge started here: not with --target")
+
+    def targets(self) -> tuple[str, ...]:
+        """Every bridge base URL given (calls are spread over them in turn)."""
+        return () if self.target is None else (self.target, *self.more_targets)
 
     def phases(self) -> list[tuple[int, str]]:
         """(calls, format) per phase: step counts outer, formats inner."""

@@ -75,6 +75,27 @@ def read_proc(pid: int, t: float) -> ProcSample:
     return ProcSample(t=t, cpu_s=cpu, rss_bytes=rss, hwm_bytes=hwm)
 
 
+def read_group(pid: int, t: float) -> ProcSample:
+    """``pid`` and its child processes as one (``bridge serve --workers N``: the supervisor
+    and its workers): CPU and RSS added; ``OSError`` if ``pid`` is gone.  Read from
+    ``/proc`` rather than the group's ``/metrics``: rendering the multiprocess page runs
+    in a worker's event loop and would add to the latency being measured."""
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+        children = [int(c) for c in f.read().split()]
+    samples = [read_proc(pid, t)]
+    for child in children:
+        try:
+            samples.append(read_proc(child, t))
+        except (OSError, InputError):
+            continue  # a worker exiting right now: the next reading has its successor
+    return ProcSample(
+        t=t,
+        cpu_s=sum(s.cpu_s for s in samples),
+        rss_bytes=sum(s.rss_bytes for s in samples),
+        hwm_bytes=sum(s.hwm_bytes or 0 for s in samples),
+    )
+
+
 def parse_metrics(text: str, t: float) -> ProcSample:
     """CPU seconds, RSS and active calls from a Prometheus exposition page."""
     values: dict[str, float] = {}
@@ -99,6 +120,17 @@ def parse_metrics(text: str, t: float) -> ProcSample:
         cpu_s=values["process_cpu_seconds_total"],
         rss_bytes=int(values.get("process_resident_memory_bytes", 0)),
         active_calls=values.get("bridge_active_calls"),
+    )
+
+
+def summed(samples: list[ProcSample], t: float) -> ProcSample:
+    """Several instances' readings as one (CPU, RSS and active calls added)."""
+    calls = [s.active_calls for s in samples if s.active_calls is not None]
+    return ProcSample(
+        t=t,
+        cpu_s=sum(s.cpu_s for s in samples),
+        rss_bytes=sum(s.rss_bytes for s in samples),
+        active_calls=sum(calls) if calls else None,
     )
 
 

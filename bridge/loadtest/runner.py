@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import msgspec
 import numpy as np
 from rich.console import Console
 
@@ -39,7 +40,14 @@ from bridge.loadtest.measure import CallMeter, classify
 from bridge.loadtest.model import CallMeasurement, CallOutcome, PhaseFigures, aggregate
 from bridge.loadtest.params import Params
 from bridge.loadtest.plot import write_png
-from bridge.loadtest.procstat import ProcSample, fetch_metrics, read_proc, usage
+from bridge.loadtest.procstat import (
+    ProcSample,
+    fetch_metrics,
+    read_group,
+    read_proc,
+    summed,
+    usage,
+)
 from bridge.loadtest.report import (
     SCHEMA,
     Environment,
@@ -54,6 +62,8 @@ from bridge.loadtest.report import (
 from bridge.loadtest.scenario import PlannedCall, build_plan, scenario_for
 from bridge.loadtest.stack import Target, started_stack
 from bridge.loadtest.stats import percentile
+from bridge.loadtest.turns import Buckets, fetch_buckets
+from bridge.loadtest.turns import figures as turn_figures
 
 TICK_S = 0.5
 LIVE_BUDGET_S = 0.003  # aligner work per second while calls run
@@ -89,7 +99,7 @@ class Sampler:
         self.emulator: list[ProcSample] = []
         self.loadgen: list[ProcSample] = []
         self.problems: list[str] = []
-        self._metrics_ok = target.metrics_url is not None
+        self._metrics_ok = bool(target.metrics_urls())
 
     async def sample(self) -> None:
         t = time.monotonic() - self.run_t0
@@ -102,15 +112,19 @@ class Sampler:
             if pid is None:
                 continue
             try:
-                out.append(read_proc(pid, t))
+                group = name == "bridge" and tgt.bridge_group
+                out.append(read_group(pid, t) if group else read_proc(pid, t))
             except (OSError, InputError) as e:
                 self._problem(f"{name} /proc/{pid} unreadable: {e}")
-        if tgt.bridge_pid is None and self._metrics_ok and tgt.metrics_url:
+        if tgt.bridge_pid is None and self._metrics_ok:
+            urls = tgt.metrics_urls()
             try:
-                self.bridge.append(await fetch_metrics(self.http, tgt.metrics_url, t))
+                each = [await fetch_metrics(self.http, url, t) for url in urls]
             except (httpx.HTTPError, InputError) as e:
                 self._metrics_ok = False
-                self._problem(f"bridge CPU/RSS unavailable from {tgt.metrics_url}: {e}")
+                self._problem(f"bridge CPU/RSS unavailable from {', '.join(urls)}: {e}")
+            else:
+                self.bridge.append(summed(each, t))
 
     def _problem(self, text: str) -> None:
         if text not in self.problems:
@@ -151,11 +165,11 @@ class Runner:
         spec = CallSpec(
             to=number,
             from_=CALLER_NUMBER,
-            url=target.bridge_url + INBOUND_PATH,
+            url=target.url_for(plan.index) + INBOUND_PATH,
             auth_token=target.auth_token,
             script=plan.script,
             speed=self.params.speed,
-            status_callback=target.bridge_url + STATUS_PATH,
+            status_callback=target.url_for(plan.index) + STATUS_PATH,
             stream_open_timeout_s=self.params.setup_timeout_s,
         )
         call = SyntheticCall(spec, http=http)
@@ -251,6 +265,7 @@ class Runner:
         ]
         ph = _Phase(index, fmt, calls)
         await samples.sample()
+        turns_before = await self._turn_buckets(target, http, view)
         t0 = _now(self.run_t0)
         view.note(f"phase {index}: {calls} calls, agent format {fmt}, scenario {p.scenario}")
         deadline = t0 + p.phase_deadline_s()
@@ -275,6 +290,7 @@ class Runner:
                 await ticker
         t1 = _now(self.run_t0)
         await samples.sample()
+        turns_after = await self._turn_buckets(target, http, view)
         # Calls are over: now the heavy part of the analysis.
         records: list[CallMeasurement] = []
         lat_parts: list[np.ndarray] = []
@@ -300,9 +316,24 @@ class Runner:
             loadgen=usage(samples.loadgen, t0, t1),
             criteria=p.criteria,
         )
+        if turns_before is not None and turns_after is not None:
+            figures = msgspec.structs.replace(
+                figures, turns=turn_figures(turns_before, turns_after)
+            )
         verdict = "passed" if figures.passed else "FAILED: " + "; ".join(figures.broken)
         view.note(f"phase {index} done in {t1 - t0:.1f}s: {verdict}")
         return figures
+
+    async def _turn_buckets(
+        self, target: Target, http: httpx.AsyncClient, view: ProgressView
+    ) -> Buckets | None:
+        """The bridges' turn-latency histograms now (None, noted, when unreadable)."""
+        urls = target.metrics_urls() or (target.bridge_url + "/metrics",)
+        try:
+            return await fetch_buckets(http, urls)
+        except (httpx.HTTPError, InputError) as e:
+            view.note(f"per-turn latency unavailable from {', '.join(urls)}: {e}")
+            return None
 
     async def run(self, target_cm: contextlib.AbstractAsyncContextManager[Target]) -> Report:
         p = self.params
@@ -381,6 +412,7 @@ async def remote_target(params: Params, auth_token: str | None) -> AsyncIterator
         auth_token=auth_token,
         numbers=numbers,
         metrics_url=params.target + "/metrics",
+        bridge_urls=params.targets() if params.more_targets else (),
     )
 
 
@@ -395,7 +427,9 @@ async def run_loadtest(params: Params, console: Console, auth_token: str | None 
         async def own() -> AsyncIterator[Target]:
             # Every call of the run may be live at once: the bridge must not cap below it.
             max_calls = sum(params.calls) * len(params.formats)
-            async with started_stack(out, needed_agents(params), max_calls) as (
+            async with started_stack(
+                out, needed_agents(params), max_calls, params.workers, params.record
+            ) as (
                 target,
                 children,
             ):

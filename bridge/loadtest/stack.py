@@ -69,8 +69,22 @@ class Target:
     auth_token: str | None
     numbers: dict[tuple[str, str], str]  # (scenario kind, agent format) → number to call
     bridge_pid: int | None = None  # /proc measurement when we started it
+    bridge_group: bool = False  # bridge_pid is a supervisor: add its workers' figures
     emulator_pid: int | None = None
     metrics_url: str | None = None  # remote: the bridge's /metrics
+    # Several instances: call i goes to bridge_urls[i % n]; CPU/RSS summed over their
+    # /metrics.  Empty: bridge_url alone.
+    bridge_urls: tuple[str, ...] = ()
+
+    def url_for(self, index: int) -> str:
+        if not self.bridge_urls:
+            return self.bridge_url
+        return self.bridge_urls[index % len(self.bridge_urls)]
+
+    def metrics_urls(self) -> tuple[str, ...]:
+        if self.bridge_urls:
+            return tuple(u + "/metrics" for u in self.bridge_urls)
+        return (self.metrics_url,) if self.metrics_url else ()
 
 
 def free_port() -> int:
@@ -87,7 +101,13 @@ def number_for(kind: str, fmt: str) -> str:
 
 
 def bridge_config(
-    port: int, emulator_url: str, api_key: str, auth_token: str, db: Path, routes: dict[str, str]
+    port: int,
+    emulator_url: str,
+    api_key: str,
+    auth_token: str,
+    db: Path,
+    routes: dict[str, str],
+    record: bool = False,
 ) -> str:
     lines = [
         "# Written by bridge loadtest for one run.",
@@ -108,6 +128,8 @@ def bridge_config(
         "[log]",
         'level = "info"',
     ]
+    if record:
+        lines += ["[recording]", "enabled = true", f'dir = "{db.parent / "recordings"}"']
     for number, agent_id in sorted(routes.items()):
         lines += ["[[routes]]", f'number = "{number}"', f'agent_id = "{agent_id}"']
     return "\n".join(lines) + "\n"
@@ -199,12 +221,18 @@ async def create_agent(
 
 @contextlib.asynccontextmanager
 async def started_stack(
-    run_dir: Path, needs: list[tuple[str, str]], max_calls: int = 0
+    run_dir: Path,
+    needs: list[tuple[str, str]],
+    max_calls: int = 0,
+    workers: int = 1,
+    record: bool = False,
 ) -> AsyncIterator[tuple[Target, list[Child]]]:
     """Start emulator + bridge for the (scenario kind, format) pairs in ``needs``.
 
     ``max_calls``: the bridge's concurrent-call cap (at least the calls the run places;
     0 = none): the default cap (docs/performance.md) would refuse a larger load test.
+    ``workers`` > 1: ``bridge serve --workers N``; its CPU and memory are those of the
+    supervisor and its workers together (:func:`bridge.loadtest.procstat.read_group`).
     """
     stack_dir = run_dir / "stack"
     stack_dir.mkdir(parents=True, exist_ok=True)
@@ -238,13 +266,15 @@ async def started_stack(
             port = free_port()
             cfg = stack_dir / "bridge.toml"
             cfg.write_text(
-                bridge_config(port, emu_url, api_key, token, stack_dir / "bridge.db", routes)
+                bridge_config(
+                    port, emu_url, api_key, token, stack_dir / "bridge.db", routes, record
+                )
             )
             bridge_url = f"http://127.0.0.1:{port}"
             bridge_log = stack_dir / "bridge.log"
             bridge = await _spawn(
                 "bridge",
-                [*BRIDGE_COMMAND, "--config", str(cfg), "serve"],
+                [*BRIDGE_COMMAND, "--config", str(cfg), "serve", "--workers", str(workers)],
                 bridge_log,
                 {"BRIDGE_MAX_CONCURRENT_CALLS": str(max_calls)},
             )
@@ -255,6 +285,7 @@ async def started_stack(
                 auth_token=token,
                 numbers=numbers,
                 bridge_pid=bridge.pid,
+                bridge_group=workers > 1,
                 emulator_pid=emu.pid,
             )
             children = [

@@ -71,6 +71,11 @@ class Drain:
         self.draining = False
         self.started_at: float | None = None
         self._force = asyncio.Event()
+        # ``bridge serve --workers N``: whether a call's stream opened in another worker
+        # (its record has a stream), so this one need not wait for it (the webhook and
+        # the stream are separate connections: the kernel may give them to different
+        # workers).  None: one process, every stream this webhook announced comes here.
+        self.streamed_elsewhere: Callable[[str], bool] | None = None
 
     # -- admission ---------------------------------------------------------------------
 
@@ -92,7 +97,7 @@ class Drain:
             logger,
             "drain.started",
             live_calls=len(self.calls),
-            awaiting_streams=self.calls.awaiting_streams(STREAM_ARRIVAL_S),
+            awaiting_streams=self._awaiting(),
             timeout_s=self.cfg.drain_timeout_s,
         )
 
@@ -101,7 +106,13 @@ class Drain:
         self._force.set()
 
     def idle(self) -> bool:
-        return len(self.calls) == 0 and self.calls.awaiting_streams(STREAM_ARRIVAL_S) == 0
+        return len(self.calls) == 0 and self._awaiting() == 0
+
+    def _awaiting(self) -> int:
+        if self.streamed_elsewhere is None:
+            return self.calls.awaiting_streams(STREAM_ARRIVAL_S)
+        elsewhere = self.streamed_elsewhere
+        return sum(1 for s in self.calls.awaiting_sids(STREAM_ARRIVAL_S) if not elsewhere(s))
 
     async def run(self) -> DrainResult:
         self.begin()

@@ -12,6 +12,11 @@
              dropping); calls would still flow, but this pod is the one to avoid
   upstream   the Agents Platform answered within ``ops.upstream_stale_s``
              (:mod:`bridge.ops.upstream`)
+  workers    ``bridge serve --workers N`` only: every worker of the group is running and
+             the group is not shutting down (the supervisor's view,
+             :mod:`bridge.ops.group`).  The other checks are the answering worker's own;
+             a worker being restarted makes every worker's ``/readyz`` 503 until it is
+             back, so a crash-looping group leaves rotation while one restart is a blip
   =========  ============================================================================
 
   ``warnings`` names settings that leave the bridge open on purpose, a dev set-up
@@ -72,6 +77,7 @@ def readiness(
     upstream: UpstreamHealth,
     stale_s: float,
     warnings: Mapping[str, str] | None = None,
+    workers: str | None = None,
 ) -> Readiness:
     checks = {"draining": "draining for shutdown" if draining else OK}
     if store is None:
@@ -91,6 +97,8 @@ def readiness(
         )
         if upstream.last_failure_kind is not None:
             checks["upstream"] += f"; last failure: {upstream.last_failure_kind}"
+    if workers is not None:
+        checks["workers"] = workers
     return Readiness(all(v == OK for v in checks.values()), checks, dict(warnings or {}))
 
 

@@ -23,7 +23,9 @@ from starlette.routing import BaseRoute
 
 from bridge.call.services import CallServices
 from bridge.config import OpsConfig
+from bridge.metrics import Metrics
 from bridge.ops.drain import Drain
+from bridge.ops.group import GroupView
 from bridge.ops.health import Readiness, health_routes, readiness, security_warnings
 from bridge.ops.loop_lag import LagRecorder, lag_loop
 from bridge.ops.upstream import Probe, probe_loop
@@ -44,6 +46,8 @@ class Operations:
         self.upstream = services.upstream
         self.drain = drain
         self.probe: Probe | None = None
+        # Set by ``bridge serve`` in a worker of ``--workers N``: the group's readiness.
+        self.group: GroupView | None = None
         if platform is not None:
             self.probe = lambda: platform.list_agents(page_size=1)
 
@@ -54,6 +58,7 @@ class Operations:
             upstream=self.upstream,
             stale_s=self.cfg.upstream_stale_s,
             warnings=security_warnings(self.services.config.twilio),
+            workers=self.group.check() if self.group is not None else None,
         )
 
     def routes(self) -> list[BaseRoute]:
@@ -67,6 +72,9 @@ class Operations:
             name="loop-lag",
         )
         probe: asyncio.Task[None] | None = None
+        shared: asyncio.Task[None] | None = None
+        if self.metrics.multiprocess is not None:
+            shared = asyncio.create_task(_refresh_loop(self.metrics), name="metrics-refresh")
         if self.probe is not None and self.cfg.upstream_probe_interval_s > 0:
             probe = asyncio.create_task(
                 probe_loop(self.upstream, self.probe, self.cfg.upstream_probe_interval_s),
@@ -75,8 +83,18 @@ class Operations:
         try:
             yield
         finally:
-            for task in (probe, lag):
+            for task in (probe, lag, shared):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+
+
+REFRESH_EVERY_S = 1.0
+
+
+async def _refresh_loop(metrics: Metrics) -> None:
+    """A worker's scrape-time gauges, written where the other workers' /metrics read them."""
+    while True:
+        metrics.refresh()
+        await asyncio.sleep(REFRESH_EVERY_S)

@@ -75,6 +75,79 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE calls ADD COLUMN instance TEXT",
         "CREATE INDEX calls_instance ON calls (instance, status)",
     ),
+    # post-call webhooks: one row per (call, receiver URL), the delivery's state and retries.
+    (
+        """CREATE TABLE webhook_deliveries (
+            id              TEXT COLLATE "C" PRIMARY KEY,
+            call_sid        TEXT NOT NULL,
+            url             TEXT NOT NULL,
+            payload         TEXT NOT NULL,
+            created_at      DOUBLE PRECISION NOT NULL,
+            attempts        BIGINT NOT NULL DEFAULT 0,
+            next_attempt_at DOUBLE PRECISION NOT NULL,
+            retry_until     DOUBLE PRECISION NOT NULL,
+            last_status     BIGINT,
+            last_error      TEXT,
+            delivered_at    DOUBLE PRECISION,
+            state           TEXT NOT NULL DEFAULT 'pending',
+            UNIQUE (call_sid, url)
+        )""",
+        "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at)",
+        "CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at, id)",
+    ),
+    # instances and the event bus (bridge/store/bus.py, bridge/store/instances.py): the
+    # instances that share this store, and an append-only log of events between them.
+    (
+        """CREATE TABLE instances (
+            id          TEXT COLLATE "C" PRIMARY KEY,
+            started_at  DOUBLE PRECISION NOT NULL,
+            last_seen   DOUBLE PRECISION NOT NULL,
+            state       TEXT NOT NULL,
+            version     TEXT NOT NULL DEFAULT '',
+            url         TEXT,
+            live_calls  BIGINT NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE bus_events (
+            id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            kind        TEXT NOT NULL,
+            payload     TEXT NOT NULL,
+            origin      TEXT NOT NULL,
+            created_at  DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX bus_events_created ON bus_events (created_at)",
+    ),
+    # deployment-wide limits (bridge/store/slots.py, claims.py, rates.py): one row per
+    # call holding a concurrency slot, the stream tokens used, outbound rate limits.
+    (
+        """CREATE TABLE call_slots (
+            call_sid    TEXT COLLATE "C" PRIMARY KEY,
+            number      TEXT NOT NULL,
+            instance    TEXT NOT NULL,
+            live        INTEGER NOT NULL DEFAULT 0,
+            expires_at  DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX call_slots_number ON call_slots (number)",
+        "CREATE INDEX call_slots_expires ON call_slots (expires_at)",
+        """CREATE TABLE stream_claims (
+            token       TEXT COLLATE "C" PRIMARY KEY,
+            call_sid    TEXT NOT NULL UNIQUE,
+            expires_at  DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX stream_claims_expires ON stream_claims (expires_at)",
+        """CREATE TABLE rate_limits (
+            scope       TEXT COLLATE "C" PRIMARY KEY,
+            free_at     DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX rate_limits_free ON rate_limits (free_at)",
+    ),
+    # call insight: the transcript and per-turn latency summary of each call (JSON text;
+    # bridge/store/transcripts.py).
+    (
+        "ALTER TABLE calls ADD COLUMN transcript TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE calls ADD COLUMN latency TEXT",
+    ),
+    # recordings: a number's own opt-in (bridge/recording; NumberRecord.record).
+    ("ALTER TABLE numbers ADD COLUMN record BOOLEAN NOT NULL DEFAULT FALSE",),
 )
 
 # One schema version for both backends: a step is added to both or to neither.

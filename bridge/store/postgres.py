@@ -32,8 +32,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -47,6 +47,7 @@ from bridge.store.records import NumberRecord
 from bridge.store.writer import BatchItem
 
 logger = logging.getLogger("bridge.store")
+T = TypeVar("T")
 
 LOOP_WAIT_S: Final = 0.25
 PROBE_INTERVAL_S: Final = 1.0
@@ -233,7 +234,12 @@ class PostgresBackend:
         self._after(None)
         return out
 
-    def write_numbers(self, upserts: Sequence[NumberRecord], deletes: Sequence[str]) -> int:
+    def write_numbers(
+        self,
+        upserts: Sequence[NumberRecord],
+        deletes: Sequence[str],
+        also: Sequence[tuple[str, Sequence[Any]]] = (),
+    ) -> int:
         wait = self._before("write numbers to")
         deleted = 0
         try:
@@ -247,6 +253,8 @@ class PostgresBackend:
                 for key in deletes:
                     cur.execute(_pg(rows.DELETE_NUMBER), (key, key))
                     deleted += cur.rowcount
+                for sql, params in also:
+                    cur.execute(_pg(sql), params)
         except pg_errors.UniqueViolation:
             self._after(None)
             raise InputError(
@@ -258,6 +266,53 @@ class PostgresBackend:
         self._after(None)
         return deleted
 
+    def write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        wait = self._before("write to")
+        counts: list[int] = []
+        try:
+            with (
+                self._pool.connection(timeout=wait) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                for sql, params in statements:
+                    cur.execute(_pg(sql), params)
+                    counts.append(cur.rowcount)
+        except psycopg.Error as e:
+            self._after(e)
+            raise StoreError(f"cannot write to {self._label}: {_reason(e)}") from None
+        self._after(None)
+        return counts
+
+    def atomic(self, fn: Callable[[_PgTx], T], *, lock: int, timeout_s: float) -> T:
+        wait = min(self._before("write to"), timeout_s)
+        ms = max(1, int(timeout_s * 1000))
+        try:
+            with (
+                self._pool.connection(timeout=wait) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                # One round trip: settings that end with the transaction, then the lock.
+                # The lock wait is bounded like the caller's (lock_timeout covers
+                # advisory locks).  No wait for the WAL flush at commit: these rows are
+                # leases and claims that expire by themselves, a commit is visible to
+                # other sessions at once all the same, and only a crash of the server
+                # may lose the last ones (docs/deploy.md).
+                cur.execute(
+                    "SELECT set_config('lock_timeout', %s, true), "
+                    "set_config('statement_timeout', %s, true), "
+                    "set_config('synchronous_commit', 'off', true), "
+                    "pg_advisory_xact_lock(%s)",
+                    (str(ms), str(ms), lock),
+                )
+                out = fn(_PgTx(cur))
+        except psycopg.Error as e:
+            self._after(e)
+            raise StoreError(f"cannot write to {self._label}: {_reason(e)}") from None
+        self._after(None)
+        return out
+
     def prune_calls(self, ended_before: float) -> int:
         wait = self._before("prune calls in")
         try:
@@ -268,6 +323,17 @@ class PostgresBackend:
             raise StoreError(f"cannot prune calls in {self._label}: {_reason(e)}") from None
         self._after(None)
         return n
+
+
+class _PgTx:
+    def __init__(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
+        self.cur = cur
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.cur.execute(_pg(sql), params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.cur.execute(_pg(sql), params).rowcount
 
 
 def _reason(e: psycopg.Error) -> str:

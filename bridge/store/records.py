@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final, Literal, TypedDict
 import msgspec
 
 from bridge.errors import InputError
+from bridge.store.transcripts import LatencySummary, TranscriptEntry
 
 E164_PATTERN: Final = r"^\+[1-9]\d{1,14}$"
 E164 = Annotated[str, msgspec.Meta(pattern=E164_PATTERN)]
@@ -53,6 +54,8 @@ class NumberRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     dynamic_variables: dict[str, str] = msgspec.field(default_factory=dict)
     fallback_number: E164 | None = None
     twilio_number_sid: str | None = None
+    # Record what callers to this number hear (bridge/recording), whatever the config says.
+    record: bool = False
     updated_at: float = 0.0
 
 
@@ -87,6 +90,10 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     instance: str | None = None
     # Free-form timeline, e.g. [{"at": 1.5, "event": "transfer", "to": "+1…"}].
     events: tuple[dict[str, Any], ...] = ()
+    # What was said and done, with each agent turn's latency (bridge/store/transcripts.py;
+    # written when the call ends, bounded), and those latencies summarised.
+    transcript: tuple[TranscriptEntry, ...] = ()
+    latency: LatencySummary | None = None
 
     @property
     def live(self) -> bool:
@@ -112,6 +119,8 @@ class CallUpdate(TypedDict, total=False):
     interruptions: int
     first_audio_ms: float | None
     transfer_target: str | None
+    transcript: tuple[TranscriptEntry, ...]
+    latency: LatencySummary | None
 
 
 class CallPage(msgspec.Struct, frozen=True):

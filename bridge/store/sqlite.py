@@ -11,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from bridge.errors import InputError, StoreError
 from bridge.store import rows, schema
 from bridge.store.records import NumberRecord
 from bridge.store.writer import BatchItem
+
+T = TypeVar("T")
 
 # Lock contention: the same connection may try again; anything else reopens it.
 _RETRYABLE_IN_PLACE: Final = {"SQLITE_BUSY", "SQLITE_LOCKED"}
@@ -85,6 +87,7 @@ class SqliteBackend:
         self._writer_busy_timeout_s = writer_busy_timeout_s
         self._memory = path == schema.MEMORY
         self._closed = False
+        self._atomic_lock = threading.Lock()
         conn = self._connect(busy_timeout_s)
         try:
             schema.migrate(conn, path)
@@ -93,6 +96,7 @@ class SqliteBackend:
             raise
         self._read = DbHandle(conn)
         self._admin = self._read if self._memory else DbHandle(self._connect(busy_timeout_s))
+        self._atomic: DbHandle | None = self._read if self._memory else None  # on first use
 
     @property
     def label(self) -> str:
@@ -109,7 +113,8 @@ class SqliteBackend:
         return DbHandle(self._connect(self._writer_busy_timeout_s))
 
     def close(self) -> None:
-        for h in {id(self._read): self._read, id(self._admin): self._admin}.values():
+        handles = [self._read, self._admin, *([self._atomic] if self._atomic else [])]
+        for h in {id(h): h for h in handles}.values():
             with h.lock:
                 self._closed = True
                 h.conn.close()
@@ -126,7 +131,12 @@ class SqliteBackend:
             except sqlite3.Error as e:
                 raise StoreError(f"cannot read {self.path}: {e}") from None
 
-    def write_numbers(self, upserts: Sequence[NumberRecord], deletes: Sequence[str]) -> int:
+    def write_numbers(
+        self,
+        upserts: Sequence[NumberRecord],
+        deletes: Sequence[str],
+        also: Sequence[tuple[str, Sequence[Any]]] = (),
+    ) -> int:
         deleted = 0
         with self._admin.lock:
             self._check_open()
@@ -138,6 +148,8 @@ class SqliteBackend:
                         conn.execute(rows.UPSERT_NUMBER, rows.number_to_row(rec))
                     for key in deletes:
                         deleted += conn.execute(rows.DELETE_NUMBER, (key, key)).rowcount
+                    for sql, params in also:
+                        conn.execute(sql, params)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -152,6 +164,25 @@ class SqliteBackend:
                 raise StoreError(f"cannot write numbers to {self.path}: {e}") from None
         return deleted
 
+    def write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        counts: list[int] = []
+        with self._admin.lock:
+            self._check_open()
+            conn = self._admin.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    counts = [conn.execute(sql, params).rowcount for sql, params in statements]
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot write to {self.path}: {e}") from None
+        return counts
+
     def prune_calls(self, ended_before: float) -> int:
         with self._admin.lock:
             self._check_open()
@@ -159,3 +190,41 @@ class SqliteBackend:
                 return self._admin.conn.execute(rows.PRUNE_CALLS, (ended_before,)).rowcount
             except sqlite3.Error as e:
                 raise StoreError(f"cannot prune calls in {self.path}: {e}") from None
+
+    def atomic(self, fn: Callable[[_SqliteTx], T], *, lock: int, timeout_s: float) -> T:
+        # BEGIN IMMEDIATE takes the database's one write lock: every writer of every
+        # process waits for it, so ``lock`` needs no key of its own here.
+        with self._atomic_lock:
+            self._check_open()
+            if self._atomic is None:
+                self._atomic = DbHandle(self._connect(timeout_s))
+            h = self._atomic
+        with h.lock:
+            self._check_open()
+            conn = h.conn
+            try:
+                if h is not self._read:  # (``:memory:`` shares the reads' connection)
+                    conn.execute(f"PRAGMA busy_timeout = {max(1, int(timeout_s * 1000))}")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    out = fn(_SqliteTx(conn))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot write {self.path}: {e}") from None
+        return out
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount

@@ -29,16 +29,17 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, TypeVar
 
 import msgspec
 from prometheus_client import CollectorRegistry
 
 from bridge.config import StoreConfig
 from bridge.errors import InputError, StoreError
-from bridge.store import rows
-from bridge.store.backend import Backend
+from bridge.store import deliveries, rows
+from bridge.store.backend import Backend, Tx
+from bridge.store.bus import ROUTING_CHANGED, RoutingChanged, publish_statements
 from bridge.store.records import (
     LIVE_STATUSES,
     CallPage,
@@ -57,6 +58,9 @@ _SQL_CHUNK: Final = 500  # stays far below either database's bound-parameter lim
 _LIVE_SQL: Final = ", ".join(f"'{s}'" for s in LIVE_STATUSES)
 _cursor_decode = msgspec.json.Decoder(tuple[float, str]).decode
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
+# A routing event names at most this many changed numbers; a bigger sync says "all".
+_ROUTING_EVENT_KEYS: Final = 100
+T = TypeVar("T")
 
 
 def is_postgres(db: str) -> bool:
@@ -89,9 +93,13 @@ class Store:
         close_timeout_s: float = 5.0,
         registry: CollectorRegistry | None = None,
         instance: str | None = None,
+        instance_grace_s: float = 30.0,
     ):
         # This bridge instance, stamped on the calls whose streams it handles.
         self.instance = instance or socket.gethostname()
+        # Calls of an instance silent this long are not listed as live (see list_calls).
+        self.instance_grace_s = instance_grace_s
+        self.postgres = is_postgres(path)
         self._close_timeout_s = close_timeout_s
         self._closed = False
         self._db: Backend
@@ -127,11 +135,19 @@ class Store:
         )
 
     @classmethod
-    def from_config(cls, cfg: StoreConfig, registry: CollectorRegistry | None = None) -> Store:
+    def from_config(
+        cls,
+        cfg: StoreConfig,
+        registry: CollectorRegistry | None = None,
+        *,
+        instance: str | None = None,
+    ) -> Store:
         """The store as configured; its metrics go to ``registry`` (the app's /metrics)."""
         return cls(
             cfg.db,
             registry=registry,
+            instance=instance,
+            instance_grace_s=cfg.instance_grace_s,
             max_pending_writes=cfg.max_pending_writes,
             max_db_bytes=cfg.max_db_mb * 1024 * 1024 if cfg.max_db_mb else None,
         )
@@ -221,7 +237,29 @@ class Store:
         self._write_numbers([validate_number(r) for r in upserts], list(deletes))
 
     def _write_numbers(self, upserts: Sequence[NumberRecord], deletes: Sequence[str]) -> int:
-        return self._db.write_numbers(upserts, deletes)
+        # The other instances learn of the change from the event committed with it
+        # (bridge.store.bus): they re-read these numbers into their routing tables.
+        keys = [r.number for r in upserts] + list(deletes)
+        if not keys:
+            return 0
+        event = (
+            RoutingChanged(keys=tuple(keys))
+            if len(keys) <= _ROUTING_EVENT_KEYS
+            else RoutingChanged(everything=True)
+        )
+        also = publish_statements(ROUTING_CHANGED, event, self.instance, postgres=self.postgres)
+        return self._db.write_numbers(upserts, deletes, also)
+
+    # -- other tables (instances, the event bus) ---------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only statement (``?`` marks).  Blocking: off the event loop."""
+        return self._db.query(sql, params)
+
+    def write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements in one transaction; their row counts.  Blocking, like number
+        writes; StoreError when the database cannot."""
+        return self._db.write(statements)
 
     # -- call records: writes (never block) -----------------------------------------
 
@@ -259,6 +297,13 @@ class Store:
     def prune_calls(self, ended_before: float) -> int:
         """Delete records of calls that ended before ``ended_before``; returns how many."""
         return self._db.prune_calls(ended_before)
+
+    # -- shared state of the deployment (bridge.store.slots, claims, rates) ---------
+
+    def atomic(self, fn: Callable[[Tx], T], *, lock: int, timeout_s: float) -> T:
+        """``fn`` in one write transaction, serialised per ``lock`` across every process
+        sharing the database (:meth:`bridge.store.backend.Backend.atomic`).  Blocking."""
+        return self._db.atomic(fn, lock=lock, timeout_s=timeout_s)
 
     # -- call records: reads ---------------------------------------------------------
 
@@ -311,10 +356,18 @@ class Store:
         after = _decode_cursor(cursor) if cursor is not None else None
         pending = self._writer.pending_snapshot()
         where, params = _call_filter(live, number, agent_id, after)
+        if live is True:
+            # Not the calls of an instance known to be gone: stopped, or silent past the
+            # grace period (its sweep closes them; until then they are not live here).
+            where += (" AND" if where else " WHERE") + (
+                " (instance IS NULL OR instance NOT IN (SELECT id FROM instances"
+                " WHERE state <> 'running' OR last_seen < ?))"
+            )
+            params.append(time.time() - self.instance_grace_s)
         # Up to len(pending) fetched rows may be superseded by pending state and drop
         # out of the filter; fetching that many more keeps the page full.
         sql = (
-            f"SELECT {rows.CALL_COLUMNS} FROM calls{where} "
+            f"SELECT {rows.LIST_CALL_COLUMNS} FROM calls{where} "
             "ORDER BY started_at DESC, call_sid DESC LIMIT ?"
         )
         found = {
@@ -330,9 +383,70 @@ class Store:
                 if rec is not None and _matches(rec, live, number, agent_id, after):
                     found[sid] = rec
         items = sorted(found.values(), key=lambda r: (r.started_at, r.call_sid), reverse=True)
-        page = items[:limit]
+        page = [
+            msgspec.structs.replace(r, transcript=()) if r.transcript else r for r in items[:limit]
+        ]
         next_cursor = _encode_cursor(page[-1]) if len(items) > limit else None
         return CallPage(items=page, next_cursor=next_cursor)
+
+    # -- webhook deliveries (bridge.webhooks; synchronous, never on the audio path) -----
+
+    def enqueue_deliveries(self, items: Sequence[deliveries.NewDelivery]) -> int:
+        """Queue post-call webhook deliveries; returns how many were new."""
+        return deliveries.enqueue(self._db, items)
+
+    def due_deliveries(self, now: float, limit: int = 100) -> list[deliveries.DueDelivery]:
+        return deliveries.due(self._db, now, limit)
+
+    def claim_delivery(self, d: deliveries.DueDelivery, now: float, lease_until: float) -> bool:
+        """Take a due delivery for one attempt; False if another instance took it."""
+        return deliveries.claim(self._db, d, now, lease_until)
+
+    def finish_delivery(
+        self,
+        d: deliveries.DueDelivery,
+        *,
+        state: deliveries.DeliveryState,
+        next_attempt_at: float,
+        status: int | None = None,
+        error: str | None = None,
+        delivered_at: float | None = None,
+    ) -> bool:
+        """Record the outcome of the attempt claimed from ``d``."""
+        return deliveries.finish(
+            self._db,
+            d,
+            state=state,
+            next_attempt_at=next_attempt_at,
+            status=status,
+            error=error,
+            delivered_at=delivered_at,
+        )
+
+    def get_delivery(self, delivery_id: str) -> deliveries.DeliveryRecord | None:
+        return deliveries.get(self._db, delivery_id)
+
+    def delivery_payload(self, delivery_id: str) -> str | None:
+        return deliveries.payload(self._db, delivery_id)
+
+    def retry_delivery(self, delivery_id: str) -> deliveries.DeliveryRecord | None:
+        """Make a delivery due now, whatever its state; None if there is no such id."""
+        return deliveries.retry(self._db, delivery_id, time.time())
+
+    def list_deliveries(
+        self,
+        *,
+        state: deliveries.DeliveryState | None = None,
+        call_sid: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> deliveries.DeliveryPage:
+        """Newest first; ``cursor``: ``next_cursor`` of the previous page."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InputError("limit", f"must be 1-{MAX_PAGE}, got {limit}")
+        return deliveries.list_page(
+            self._db, state=state, call_sid=call_sid, limit=limit, cursor=cursor
+        )
 
     def _calls_by_sid(self, sids: Sequence[str]) -> list[CallRecord]:
         out: list[CallRecord] = []

@@ -56,6 +56,7 @@ class StoreMetrics:
             "bridge_store_pending_writes",
             "Call records with changes not yet written to the database",
             registry=r,
+            multiprocess_mode="livesum",  # bridge serve --workers: summed over workers
         )
         self.write_failures = Counter(
             "bridge_store_write_failures",

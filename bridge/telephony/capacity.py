@@ -88,6 +88,11 @@ class CapacityAdmission:
             scope = f"cap {cfg.max_concurrent_calls_per_number} on {number}"
         if scope is None:
             return None
+        return self.over_capacity(number, scope)
+
+    def over_capacity(self, number: str, scope: str) -> Refusal:
+        """The answer to a call past a cap (``scope`` names it, for the log)."""
+        cfg = self.cfg
         log_event(logger, "telephony.over_capacity", logging.WARNING, number=number, cap=scope)
         if cfg.over_capacity == "message":
             return Refusal("over_capacity", message=cfg.over_capacity_message)

@@ -25,6 +25,7 @@ from bridge.call.services import CallServices
 from bridge.errors import BridgeError, ConfigError, InputError
 from bridge.http import AFTER_STREAM_PATH, STREAM_STATUS_PATH
 from bridge.log import log_event
+from bridge.store.rates import Hit
 from bridge.store.records import CallRecord
 from bridge.telephony.features import Telephony
 from bridge.telephony.outbound import (
@@ -33,6 +34,7 @@ from bridge.telephony.outbound import (
     resolve,
     stream_parameters,
 )
+from bridge.telephony.shared_limits import SharedLimits
 from bridge.twilio import responses, stream_token
 
 logger = logging.getLogger("bridge.telephony")
@@ -62,10 +64,12 @@ class Dialer:
         services: CallServices,
         telephony: Telephony,
         *,
+        shared: SharedLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.services = services
         self.telephony = telephony
+        self.shared = shared  # deployment-wide caps and rate (None: this process's)
         cfg = telephony.cfg
         self.limiter = RateLimiter(cfg.outbound_calls_per_second, cfg.outbound_burst)
         self._clock = clock
@@ -88,13 +92,23 @@ class Dialer:
             default_agent_id=s.config.platform.default_agent_id,
             ring_timeout_s=t.cfg.ring_timeout_s,
         )
-        refusal = t.capacity.refusal(call.from_number)
+        # Each limit is the deployment's (in the store) unless shared limits are off or
+        # the store did not answer; then this process's.
+        slot = await self.shared.dial_slot(call.from_number) if self.shared else None
+        refusal = slot[1] if slot is not None else t.capacity.refusal(call.from_number)
         if refusal is not None:
             raise InputError(
                 "from", f"{call.from_number} is at its concurrent-call cap", status=429
             )
-        wait = self.limiter.try_acquire(call.from_number, self._clock())
+        hit = await self.shared.dial_rate(call.from_number) if self.shared else None
+        wait = (
+            hit.wait_s
+            if hit is not None
+            else self.limiter.try_acquire(call.from_number, self._clock())
+        )
         if wait > 0:
+            if slot is not None and self.shared is not None:
+                await self.shared.placed(slot[0], None, 0.0)
             log_event(
                 logger, "telephony.dial_rate_limited", logging.WARNING, number=call.from_number
             )
@@ -130,9 +144,14 @@ class Dialer:
                 amd_callback=s.public(AMD_PATH) if req.machine_detection else None,
             )
         except BridgeError:
-            self.limiter.refund(call.from_number)
+            await self._refund(call.from_number, hit)
+            if slot is not None and self.shared is not None:
+                await self.shared.placed(slot[0], None, 0.0)
             raise
-        t.capacity.hold(call.from_number, sid, call.ring_timeout_s + RING_MARGIN_S)
+        if slot is not None and self.shared is not None:
+            await self.shared.placed(slot[0], sid, call.ring_timeout_s + RING_MARGIN_S)
+        else:
+            t.capacity.hold(call.from_number, sid, call.ring_timeout_s + RING_MARGIN_S)
         s.calls.expect(sid)  # the stream's start updates this record, not a new one
         store.record_call(
             CallRecord(
@@ -156,3 +175,10 @@ class Dialer:
         return DialResult(
             call_sid=sid, status="queued", to=req.to, from_=call.from_number, agent_id=call.agent_id
         )
+
+    async def _refund(self, number: str, hit: Hit | None) -> None:
+        """Give back the rate token of a call that was not placed after all."""
+        if hit is not None and self.shared is not None:
+            await self.shared.dial_refund(number)
+        elif hit is None:
+            self.limiter.refund(number)

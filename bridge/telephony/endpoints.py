@@ -81,6 +81,8 @@ class TelephonyEndpoints:
             return Response(status_code=204)
         if reported in FINAL_STATUSES:
             self.telephony.capacity.release(sid)
+            if self.dialer.shared is not None:
+                self.dialer.shared.release(sid)  # its slot, if it never became a stream
         try:
             rec = store.get_call(sid)
             fields = status_update(

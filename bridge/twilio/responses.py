@@ -18,14 +18,18 @@ def connect_stream(
     *,
     action_url: str | None = None,
     status_callback: str | None = None,
+    notice: str | None = None,
 ) -> str:
     """``<Connect><Stream>``: the bidirectional media stream of one call.
 
     Call context travels as ``<Parameter>``s (Twilio hands them over in the stream's
     ``start`` message); the stream URL carries no query string.  Twilio requests
-    ``action_url`` when the stream ends, and runs the TwiML it gets back.
+    ``action_url`` when the stream ends, and runs the TwiML it gets back.  ``notice``
+    is said first (a recording notice): the stream, and so the agent, starts after it.
     """
     response = VoiceResponse()
+    if notice:
+        response.say(notice)
     connect = Connect(action=action_url, method="POST" if action_url else None)
     stream = connect.stream(
         url=stream_url,

@@ -5,6 +5,15 @@ from __future__ import annotations
 import json
 
 from bridge.store import CallRecord
+from bridge.store.transcripts import (
+    AgentSaid,
+    AgentTurn,
+    Ended,
+    Keypad,
+    LatencySummary,
+    StageStats,
+    UserSaid,
+)
 from tests.admin.stack import CALLER, NUMBER, BridgeUnderTest
 from tests.commands.conftest import Cli
 
@@ -66,3 +75,31 @@ async def test_errors(cli: Cli, bridge: BridgeUnderTest) -> None:
     assert rc == 1 and err.startswith("bridge calls: error: limit: ")
     rc, _, err = await cli("calls", "list", "--number", "123")
     assert rc == 1 and "number: " in err and "(HTTP 400)" in err
+
+
+async def test_show_prints_the_transcript_and_latency(cli: Cli, bridge: BridgeUnderTest) -> None:
+    sid = "CA" + "4" * 32
+    entries = (
+        UserSaid(t=1.25, text="where is my order"),
+        AgentTurn(t=1.3, agent_audio_ms=420.0, sent_ms=421.0, heard_ms=440.0),
+        AgentSaid(t=1.5, text="Let me check."),
+        Keypad(t=2.0, digit="*"),
+        Ended(t=3.0, reason="caller_hangup"),
+    )
+    summary = LatencySummary(turns=1, agent_audio=StageStats(n=1, median_ms=420.0, worst_ms=420.0))
+    bridge.app.state.store.record_call(
+        CallRecord(call_sid=sid, status="completed", transcript=entries, latency=summary)
+    )
+    rc, out, err = await cli("calls", "show", sid)
+    assert (rc, err) == (0, "")
+    lines = out.splitlines()
+    start = lines.index(f"Transcript of call {sid}")
+    assert [line.split("s  ", 1)[1] for line in lines[start + 1 : start + 6]] == [
+        "caller: where is my order",
+        "turn: caller stopped; agent audio +420 ms, sent +421 ms, heard +440 ms",
+        "agent: Let me check.",
+        "keypad: *",
+        "call ended: caller_hangup",
+    ]
+    assert "agent audio   median 420 ms, worst 420 ms (n=1)" in out
+    assert "'kind'" not in out  # the transcript is not dumped as a raw field

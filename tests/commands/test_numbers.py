@@ -74,10 +74,11 @@ async def test_import_without_twilio(cli: Cli, twilio_emulator: TwilioEmulator) 
 
 
 async def test_errors_are_one_line_naming_the_field(cli: Cli) -> None:
+    # The field as the CLI user gives it: the flag where the API's name differs.
     for argv, field, status in (
         (("numbers", "import", "4155550100"), "number", 422),
-        (("numbers", "import", NUMBER, "--agent", "agent_missing"), "agent_id", 422),
-        (("numbers", "import", NUMBER, "--fallback", "12"), "fallback_number", 422),
+        (("numbers", "import", NUMBER, "--agent", "agent_missing"), "--agent", 422),
+        (("numbers", "import", NUMBER, "--fallback", "12"), "--fallback", 422),
         (("numbers", "show", "+15550009999"), "id", 404),
         (("numbers", "assign", "+15550009999", "agent_x"), "id", 404),
         (("numbers", "update", "+15550009999", "--language", "en"), "id", 404),
@@ -88,6 +89,16 @@ async def test_errors_are_one_line_naming_the_field(cli: Cli) -> None:
         assert err.count("\n") == 1, err
         assert err.startswith(f"bridge numbers: error: {field}: "), err
         assert f"(HTTP {status})" in err, err
+
+
+async def test_errors_tell_cli_users_the_flag_not_the_api_field(cli: Cli) -> None:
+    # The API says "set configure_twilio to false"; the CLI's way is --no-twilio.
+    rc, _, err = await cli("numbers", "import", "+15550003333")
+    assert rc == 1
+    assert "pass --no-twilio to import it without configuring Twilio" in err, err
+    assert "configure_twilio" not in err
+    rc, _, err = await cli("numbers", "import", NUMBER, "--twilio-sid", "PN" + "0" * 32)
+    assert rc == 1 and err.startswith("bridge numbers: error: --twilio-sid: "), err
 
 
 async def test_error_line_is_readable(cli: Cli) -> None:

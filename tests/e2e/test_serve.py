@@ -10,6 +10,7 @@ import socket
 import sys
 from pathlib import Path
 
+from bridge.emulator.twilio import inprocess
 from bridge.emulator.twilio.caller import place_call
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.script import CallerHangsUp, CallScript, WaitForAgent
@@ -66,9 +67,15 @@ async def test_serve_without_upstream_uses_the_emulator_and_takes_a_call(tmp_pat
             script=script,
             speed=4.0,
             voice_path="/twilio/inbound",
+            auth_token=inprocess.AUTH_TOKEN,  # the in-process Twilio emulator's
         )
         assert res.outcome is Outcome.COMPLETED, res.reason
         assert len(heard_between(res, 0.0)) > 8000  # the seeded echo agent's greeting
+        # Signatures are checked (with that token), not switched off: unsigned is refused.
+        unsigned = await place_call(
+            f"http://127.0.0.1:{port}", to="+14155550100", voice_path="/twilio/inbound"
+        )
+        assert unsigned.webhook is not None and unsigned.webhook.status == 403
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

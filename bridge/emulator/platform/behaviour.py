@@ -13,8 +13,12 @@ behaviour it wants::
 
 ``mode`` is how the agent reacts to the caller once the script (``steps``) is done:
 ``echo`` plays each caller utterance back (energy VAD, no speech recognition),
-``loopback`` returns every audio chunk at once, ``silent`` never speaks.  Unknown keys
-are rejected (422) so a typo cannot silently select a default.
+``loopback`` returns every audio chunk at once, ``silent`` never speaks.
+``reply_delay_ms`` is the echo agent's response time: its reply starts that long after
+the caller's speech ended (the end of the last speech frame, by its VAD), or as soon as
+its VAD has decided the utterance is over if that takes longer (``vad.end_silence_ms``):
+a known delay to measure the bridge's turn latency against.  Unknown keys are rejected
+(422) so a typo cannot silently select a default.
 """
 
 from __future__ import annotations
@@ -125,6 +129,7 @@ class Behaviour(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     greeting: bool = True
     barge_in: bool = True
     capture_audio: bool = False
+    reply_delay_ms: Ms = 0
     vad: VadSettings = msgspec.field(default_factory=VadSettings)
     steps: list[Step] = msgspec.field(default_factory=list)
 

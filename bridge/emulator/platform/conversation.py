@@ -27,7 +27,8 @@ client will have played everything sent so far, assuming real-time playback from
 moment each chunk was sent.  The agent is "speaking" while that clock is ahead of now
 or reply audio is still queued; caller speech detected then (energy VAD) is a barge-in:
 ``interruption`` with the last audio ``event_id`` sent, and the rest of the reply is
-dropped.
+dropped; when the reply had a text, ``agent_response_correction`` follows with the words
+the caller heard (the text cut in proportion to the audio played by the playout clock).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from bridge.audio.formats import AudioFormat, parse_format
 from bridge.b64 import decode_strict
 from bridge.convai.messages import (
     AgentResponse,
+    AgentResponseCorrection,
+    AgentResponseCorrectionEvent,
     AgentResponseEvent,
     AgentToolResponse,
     AgentToolResponseEvent,
@@ -148,6 +151,10 @@ class _Say:
 class _Reply:
     chunks: deque[bytes]
     interruptible: bool
+    not_before: float = -math.inf  # its audio starts no earlier (behaviour.reply_delay_ms)
+    text: str = ""
+    total: int = 0  # bytes of audio
+    sent: int = 0  # bytes sent so far
 
 
 @dataclass
@@ -248,6 +255,7 @@ class EmulatedConversation:
         self._replies: deque[_Reply] = deque()
         self._playout_end = now
         self._playing_interruptible = True
+        self._playing: _Reply | None = None  # the reply whose audio went out last
         self._steps: list[Step | _Say] = []
         self._step_index = 0
         self._step: _StepState | None = None
@@ -374,7 +382,9 @@ class EmulatedConversation:
             if pong_due < due:
                 due = pong_due
         if self._replies:
-            reply_due = self._playout_end - self.timing.reply_lead_s
+            reply_due = max(
+                self._playout_end - self.timing.reply_lead_s, self._replies[0].not_before
+            )
             if reply_due < due:
                 due = reply_due
         if self._step is not None:
@@ -526,11 +536,15 @@ class EmulatedConversation:
             )
         )
         if self._script_done() and self.profile.behaviour.mode == "echo":
+            # The speech ended where its last frame did: the audio since then (the VAD's
+            # end silence) arrived in real time, so it lies that far in the past.
+            ended = now - (self._vad.audio_ms - event.at_ms) / 1000
             self._queue_reply(
                 f"[emulator] playing back {ms / 1000:.2f} s of caller speech",
                 self._echo.convert_all(event.audio),
                 interruptible=True,
                 now=now,
+                not_before=ended + self.profile.behaviour.reply_delay_ms / 1000,
             )
 
     # ================================================================= agent side
@@ -581,7 +595,15 @@ class EmulatedConversation:
             text, encode_pcm16(pcm, self.output), interruptible=interruptible, now=now
         )
 
-    def _queue_reply(self, text: str, audio: bytes, *, interruptible: bool, now: float) -> _Reply:
+    def _queue_reply(
+        self,
+        text: str,
+        audio: bytes,
+        *,
+        interruptible: bool,
+        now: float,
+        not_before: float = -math.inf,
+    ) -> _Reply:
         if text:
             self.record.agent_responses.append(text)
             self._send(AgentResponse(agent_response_event=AgentResponseEvent(agent_response=text)))
@@ -591,7 +613,7 @@ class EmulatedConversation:
             if self.profile.text_only
             else [audio[i : i + step] for i in range(0, len(audio), step)]
         )
-        reply = _Reply(chunks, interruptible)
+        reply = _Reply(chunks, interruptible, not_before, text, len(audio))
         self._replies.append(reply)
         self._pump(now)
         return reply
@@ -600,10 +622,15 @@ class EmulatedConversation:
         """Send queued reply audio up to ``reply_lead_s`` ahead of the playout clock."""
         while self._replies and self.phase is Phase.ACTIVE and not self.stalled:
             reply = self._replies[0]
+            if now < reply.not_before - 1e-9:
+                return
             # <= (with float slack): at the deadline next_deadline() gave, a chunk is due.
             while reply.chunks and self._playout_end - now <= self.timing.reply_lead_s + 1e-9:
                 self._playing_interruptible = reply.interruptible
-                self._send_audio(reply.chunks.popleft(), now)
+                self._playing = reply
+                data = reply.chunks.popleft()
+                reply.sent += len(data)
+                self._send_audio(data, now)
             if reply.chunks:
                 return
             self._replies.popleft()
@@ -616,13 +643,27 @@ class EmulatedConversation:
         return bool(self._replies) and self._replies[0].interruptible
 
     def _interrupt(self, now: float) -> None:
+        playing, unplayed_s = self._playing, max(0.0, self._playout_end - now)
         self._replies.clear()
         self._playout_end = now
+        self._playing = None
         if self._audio_event_id:
             self.record.interruptions.append(self._audio_event_id)
             self._send(
                 Interruption(interruption_event=InterruptionEvent(event_id=self._audio_event_id))
             )
+        if playing is not None and playing.text and playing.total:
+            heard = max(0.0, playing.sent - unplayed_s * self._out_bytes_per_s) / playing.total
+            words = playing.text.split()
+            if heard < 1.0:
+                self._send(
+                    AgentResponseCorrection(
+                        agent_response_correction_event=AgentResponseCorrectionEvent(
+                            original_agent_response=playing.text,
+                            corrected_agent_response=" ".join(words[: int(len(words) * heard)]),
+                        )
+                    )
+                )
 
     # ================================================================= script
 

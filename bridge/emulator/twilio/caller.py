@@ -117,7 +117,10 @@ class SyntheticCall:
         spec: CallSpec,
         *,
         http: httpx.AsyncClient | None = None,
+        runner: ScriptRunner | None = None,
     ) -> None:
+        """``runner``: one for ``spec.script`` to use instead of a plain one (e.g. one
+        that also keeps the frames it produced)."""
         self.spec = spec
         self.clock = CallClock(spec.speed)
         self.result = CallResult(
@@ -129,7 +132,7 @@ class SyntheticCall:
             speed=self.clock.speed,
             t0=self.clock.t0,
         )
-        self.runner = ScriptRunner(spec.script)
+        self.runner = runner or ScriptRunner(spec.script)
         self.ended = asyncio.Event()  # the call is over (callbacks may still be in flight)
         self.finished = asyncio.Event()  # run() is done, callbacks included
         self._http = http

@@ -13,6 +13,7 @@ from bridge.audio.g711 import ulaw_decode, ulaw_encode
 from bridge.audio.signals import from_pcm16, level_dbfs, tone_pcm16
 from bridge.convai.messages import (
     AgentResponse,
+    AgentResponseCorrection,
     AgentToolResponse,
     Audio,
     AudioEvent,
@@ -32,6 +33,7 @@ from bridge.emulator.platform.conversation import (
     Phase,
     SendText,
 )
+from bridge.emulator.platform.voice import text_duration_ms
 from bridge.platform.agents import CreateAgentRequest
 
 TIMING = ConversationTiming(
@@ -376,6 +378,25 @@ def test_caller_speech_during_reply_interrupts_it() -> None:
     assert of(sent(conv), Audio) == []
 
 
+def test_an_interrupted_reply_is_corrected_to_the_words_heard() -> None:
+    greeting = "a fairly long greeting that keeps playing for a while"
+    conv = make(first_message=greeting, behaviour={"mode": "silent"})
+    conv.receive(init(), 0.0)
+    sent(conv)
+    conv.tick(0.2)
+    sent(conv)
+    # Speech frames at 0.30, 0.32, 0.34: the VAD starts (60 ms) at 0.34, when 0.34 s of
+    # the greeting has played.
+    feed(conv, SPEECH[: 16000 * 2 // 10], 0.3)
+    (fix,) = of(sent(conv), AgentResponseCorrection)
+    ev = fix.agent_response_correction_event
+    words = greeting.split()
+    heard = int(len(words) * 0.34 / (text_duration_ms(greeting) / 1000))
+    assert ev.original_agent_response == greeting
+    assert ev.corrected_agent_response == " ".join(words[:heard])
+    assert 0 < heard < len(words)
+
+
 def test_greeting_not_interruptible_when_configured() -> None:
     conv = make(
         first_message="a fairly long greeting that keeps playing for a while",
@@ -713,3 +734,34 @@ def test_client_close_is_recorded() -> None:
         1005.0,
     )
     assert conv.next_deadline() is None
+
+
+def _first_reply_at(conv: EmulatedConversation, pcm: bytes, t0: float) -> float | None:
+    """Feed ``pcm`` in real-time frames, running every deadline in between on time; the
+    time the first reply audio went out."""
+    step = 16000 * 20 // 1000 * 2
+    t = t0
+    for off in range(0, len(pcm) + step * 100, step):  # then 2 s more of nothing
+        while (due := conv.next_deadline()) is not None and due <= t:
+            conv.tick(due)
+            if of(sent(conv), Audio):
+                return due
+        if off < len(pcm):
+            conv.receive(chunk(pcm[off : off + step]), t)
+            if of(sent(conv), Audio):
+                return t
+        t += 0.02
+    return None
+
+
+@pytest.mark.parametrize(("delay_ms", "expected"), [(800, 0.68 + 0.8), (200, 1.18), (0, 1.18)])
+def test_reply_delay_counts_from_the_end_of_the_callers_speech(
+    delay_ms: int, expected: float
+) -> None:
+    # Speech frames arrive at 0.10 … 0.68; the VAD needs 500 ms of silence to decide
+    # (at 1.18).  A longer delay starts the reply that long after 0.68; a shorter one
+    # as soon as the VAD has decided.
+    conv = make(behaviour={"mode": "echo", "reply_delay_ms": delay_ms})
+    conv.receive(init(), 0.0)
+    sent(conv)
+    assert _first_reply_at(conv, SPEECH + SILENCE, 0.1) == pytest.approx(expected, abs=1e-6)
