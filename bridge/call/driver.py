@@ -35,6 +35,7 @@ needs neither: it is every instance's default, and REST ``Status=completed`` fol
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import traceback
@@ -95,16 +96,22 @@ _CLEAN_REASONS = frozenset(
 )
 
 
+RELAY_WINDOW = 200  # relay samples kept per call
+
+
 class CallDriver:
     """Runs one call; also the call's :class:`~bridge.call.tools.CallControl`."""
 
     def __init__(self, twilio: MessageSocket, services: CallServices):
+        self._relay_metric = services.metrics.relay_seconds
         self.twilio = twilio
         self.services = services
         metrics = services.metrics
+        # The call's newest relay samples (the operator console's per-call p99).
+        self._relays: collections.deque[float] = collections.deque(maxlen=RELAY_WINDOW)
         self._sampler = RelaySampler(
             lambda direction, s: metrics.transcode_seconds.labels(direction).observe(s),
-            metrics.relay_seconds.observe,
+            self._relayed,
         )
         self.session = CallSession(
             services.settings,
@@ -132,6 +139,23 @@ class CallDriver:
         self._recorded = False
         self._watcher: CallWatcher | None = None
         self._recording: CallRecording | None = None  # what the caller heard (opt-in)
+
+    def _relayed(self, seconds: float) -> None:
+        self._relay_metric.observe(seconds)
+        self._relays.append(seconds)
+
+    @property
+    def relay_p99_ms(self) -> float | None:
+        """p99 of the call's newest sampled relay latencies (None before any)."""
+        if not self._relays:
+            return None
+        ordered = sorted(self._relays)
+        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000.0
+
+    @property
+    def turns(self) -> int:
+        """Agent turns measured so far (bridge.call.latency)."""
+        return len(self.session.turns.turns)
 
     def _plan(self, params: Mapping[str, str]) -> CallPlan | None:
         return plan_for_stream(params, self.services.routing)

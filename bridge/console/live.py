@@ -47,6 +47,9 @@ class LiveRow(msgspec.Struct, frozen=True, kw_only=True):
     audio_format: str
     started_at: float  # epoch seconds: the page counts the duration up from it
     instance: str  # the bridge instance relaying the stream ("—" before it started)
+    # Known to the instance relaying the call only (None elsewhere):
+    relay_p99_ms: float | None = None  # of its newest sampled relays
+    turns: int | None = None  # agent turns measured so far
 
 
 class LiveSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +107,8 @@ def live_rows(
                 audio_format=audio_format(call),
                 started_at=started or first_seen.get(call.call_sid, time.time()),
                 instance=here or "this instance",
+                relay_p99_ms=call.relay_p99_ms if isinstance(call, CallDriver) else None,
+                turns=call.turns if isinstance(call, CallDriver) else None,
             )
         )
     for rec in by_sid.values():

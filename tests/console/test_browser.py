@@ -165,6 +165,10 @@ async def test_operator_console_in_a_real_browser(
         await expect(row).to_contain_text(CALLERS[0][-4:])  # masked but for 4 digits
         assert CALLERS[0] not in await row.inner_text()
         await expect(row).to_contain_text("Reception")  # the agent, by name
+        # relayed here, an agent with no greeting and a silent caller: no audio relayed
+        # yet (no p99 to show), no turn measured (test_browser_call has both)
+        await expect(row.locator(".c-p99")).to_have_text("—")
+        await expect(row.locator(".c-turns")).to_have_text("0")
         await asyncio.wait_for(entry.call.finished.wait(), 15)
         await expect(row).to_have_count(0, timeout=2000)
         assert [c.agent_id for c in platform_emulator.conversations()] == [first]

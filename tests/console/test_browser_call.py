@@ -9,16 +9,20 @@ the call's stream duration.  The screenshot is the README's call-detail image.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
 from playwright.async_api import expect
 
+from bridge.call.driver import CallDriver
+from bridge.console.live import live_rows
 from bridge.emulator.twilio.program import Outcome
 from bridge.emulator.twilio.script import CallerHangsUp, CallScript, Pause, Talk, WaitForAgent
 from bridge.store.transcripts import AgentTurn
 from tests.console.test_browser import DESKTOP, PHONE, chromium, shot
 from tests.e2e.conftest import tone_ulaw
+from tests.fixtures.bridge import eventually
 from tests.fixtures.platform_emulator import PlatformEmulator
 from tests.recording.conftest import finalised, recording_bridge
 
@@ -50,7 +54,21 @@ async def test_call_detail_shows_transcript_latency_and_a_seekable_recording(
             CallerHangsUp(),
             max_duration_s=30,
         )
-        res = await b.call(agent, script, speed=1.0)
+        running = asyncio.create_task(b.call(agent, script, speed=1.0))
+        # While it runs, the live view's figures of a call relayed here: its own relay
+        # p99 once agent audio went through, and the agent turns measured so far.
+        await eventually(
+            lambda: any(
+                c.relay_p99_ms is not None and c.turns >= 1
+                for c in b.app.state.calls
+                if isinstance(c, CallDriver)
+            ),
+            timeout_s=10.0,
+        )
+        (row,) = live_rows(b.app.state.calls, [], {})
+        assert row.relay_p99_ms is not None and 0.0 < row.relay_p99_ms < 1000.0
+        assert row.turns is not None and row.turns >= 1
+        res = await running
         assert res.outcome is Outcome.COMPLETED, res.reason
         sid = res.call_sid
         await finalised(b, sid)

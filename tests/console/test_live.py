@@ -58,6 +58,7 @@ def test_rows_mask_the_caller_unless_revealed_and_sort_by_start() -> None:
     )
     assert rows[0].agent_name == "agent_b"  # no name known: the id
     assert rows[0].audio_format == "—"  # not a relayed stream: no formats to show
+    assert (rows[0].relay_p99_ms, rows[0].turns) == (None, None)  # nor relay figures
     revealed = live_rows([A], records[:1], {}, reveal=True)
     assert revealed[0].caller == "+14155550123"
 

@@ -79,6 +79,8 @@
         badge.className = "badge badge-live";
         tr.appendChild(cell("State", badge, "c-state"));
         tr.appendChild(cell("Audio", "", "c-audio"));
+        tr.appendChild(cell("Relay p99", "", "c-p99 nowrap"));
+        tr.appendChild(cell("Turns", "", "c-turns"));
         tr.appendChild(cell("Instance", document.createElement("code"), "c-instance"));
         var form = template.content.firstElementChild.cloneNode(true);
         form.action = prefix + "/calls/" + encodeURIComponent(c.call_sid) + "/hangup";
@@ -93,6 +95,9 @@
       tr.querySelector(".dur").textContent = fmt(now() - c.started_at);
       tr.querySelector(".c-state .badge").textContent = c.state.replace("-", " ");
       tr.querySelector(".c-audio").textContent = c.audio_format;
+      tr.querySelector(".c-p99").textContent =
+        c.relay_p99_ms === null ? "—" : c.relay_p99_ms.toFixed(1) + " ms";
+      tr.querySelector(".c-turns").textContent = c.turns === null ? "—" : String(c.turns);
       tr.querySelector(".c-instance code").textContent = c.instance;
       var f = tr.querySelector("form");
       f.setAttribute("data-confirm", "Hang up the call to " + c.number + " from " + c.caller +
