@@ -117,6 +117,9 @@ class AdminClient:
     def hangup(self, call_sid: str) -> Any:
         return self.request("POST", f"/calls/{_seg(call_sid)}/hangup")
 
+    def transfer(self, call_sid: str, to: str) -> Any:
+        return self.request("POST", f"/calls/{_seg(call_sid)}/transfer", body={"to": to})
+
     def place_call(self, body: dict[str, Any]) -> Any:
         return self.request("POST", "/calls", body=body)
 

@@ -206,6 +206,20 @@ class AgentList(msgspec.Struct, kw_only=True):
 # --------------------------------------------------------------------------- calls
 
 
+class TransferCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /admin/calls/{sid}/transfer``: hand a live call to a number or SIP URI."""
+
+    # E.164 (+14155550100) or a SIP URI; must match telephony.transfer_allow.
+    to: str
+
+
+class TransferResult(msgspec.Struct, kw_only=True):
+    call_sid: str
+    to: str
+    # "transferring": the call's stream ends and Twilio dials ``to``.
+    status: Literal["transferring"] = "transferring"
+
+
 class HangupResult(msgspec.Struct, kw_only=True):
     call_sid: str
     # "hanging_up": the live call was told to end (it ends within the goodbye timeout).

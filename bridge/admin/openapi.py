@@ -27,6 +27,8 @@ _SCHEMA_TYPES: Final = (
     models.AgentInfo,
     models.AgentList,
     models.HangupResult,
+    models.TransferCall,
+    models.TransferResult,
     models.CallTranscript,
     models.InstanceList,
     models.ErrorBody,
@@ -45,6 +47,7 @@ _ERROR_TEXT: Final = {
     400: "Unreadable body or query parameter",
     401: "Missing or wrong admin token",
     404: "No such number or call",
+    403: "Not allowed (a transfer target outside telephony.transfer_allow)",
     409: "Duplicate, or the resource is in the wrong state",
     413: "Body too large",
     422: "A field does not fit (the error names it)",
@@ -257,6 +260,15 @@ def openapi_document() -> dict[str, Any]:
                     "End a live call, on whichever instance handles it",
                     (200, "HangupResult", "The call is ending"),
                     (404, 409, 502, 503),
+                ),
+            },
+            "/admin/calls/{sid}/transfer": {
+                "parameters": [_CALL_SID],
+                "post": _op(
+                    "Hand a live call to a number or SIP URI, on whichever instance handles it",
+                    (200, "TransferResult", "The call's stream ends and Twilio dials the target"),
+                    (400, 403, 404, 409, 422, 502, 503),
+                    body="TransferCall",
                 ),
             },
             "/admin/instances": {

@@ -358,6 +358,11 @@ class AdminEndpoints:
         check_unknown_params(request.query_params, ())
         return recording_response(self.svc, request.path_params["sid"])
 
+    async def transfer_call(self, request: Request) -> Response:
+        check_unknown_params(request.query_params, ())
+        req = decode_body(await request.body(), models.TransferCall)
+        return json_response(await self.svc.transfer(request.path_params["sid"], req.to))
+
     async def hangup_call(self, request: Request) -> Response:
         check_unknown_params(request.query_params, ())
         return json_response(await self.svc.hangup(request.path_params["sid"]))
@@ -384,6 +389,7 @@ class AdminEndpoints:
             Route("/calls/{sid}/transcript", self.get_transcript, methods=["GET"]),
             Route("/calls/{sid}/recording", self.get_recording, methods=["GET"]),
             Route("/calls/{sid}/hangup", self.hangup_call, methods=["POST"]),
+            Route("/calls/{sid}/transfer", self.transfer_call, methods=["POST"]),
             Route("/instances", self.list_instances, methods=["GET"]),
         ]
 

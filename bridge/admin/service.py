@@ -39,9 +39,11 @@ from bridge.admin.models import (
     HangupResult,
     ImportNumber,
     ImportResult,
+    TransferResult,
     TwilioSetup,
     UpdateNumber,
 )
+from bridge.call.actions import Transfer, to_twiml
 from bridge.call.services import CallServices
 from bridge.errors import (
     BridgeError,
@@ -63,7 +65,7 @@ from bridge.platform.phone_numbers import (
 from bridge.recording.call import recording_path
 from bridge.routing import PlatformNumber, RoutingTable
 from bridge.store import CallPage, CallRecord, NumberRecord, Store
-from bridge.store.bus import CALL_HANGUP, CallHangup, EventBus
+from bridge.store.bus import CALL_HANGUP, CALL_TRANSFER, CallHangup, CallTransfer, EventBus
 from bridge.store.instances import InstanceInfo, Instances
 from bridge.twilio.rest import IncomingNumber, TwilioRest
 
@@ -156,8 +158,12 @@ class Provisioning:
         client_tools: tuple[ClientToolConfig, ...] = BRIDGE_CLIENT_TOOLS,
         bus: EventBus | None = None,
         instances: Instances | None = None,
+        transfer_order: Callable[[str], Transfer] | None = None,
     ):
         self._services = services
+        # A transfer target checked against telephony.transfer_allow, as the agent's
+        # transfer tool checks it (bridge.telephony.tools); None: admin transfers refused.
+        self._transfer_order = transfer_order
         # The other instances sharing the store (None: this process alone).
         self._bus = bus
         self._instances = instances
@@ -461,6 +467,53 @@ class Provisioning:
             phone_leg_over_rest=phone_ended,
         )
         return HangupResult(call_sid=call_sid)
+
+    async def transfer(self, call_sid: str, to: str) -> TransferResult:
+        """Hand a live call to ``to`` (E.164 or SIP URI), whichever instance handles it.
+
+        ``to`` must match ``telephony.transfer_allow``, as the agent's transfer tool must
+        (403 otherwise: a leaked admin token must not dial anywhere).  Here: the stream
+        ends at once with the transfer.  On another live instance: a ``call.transfer``
+        event makes its owner do the same.  With no live owner, Twilio REST redirects the
+        call to the ``<Dial>`` when credentials are configured; 409 when neither can.
+        """
+        if self._transfer_order is None:
+            raise InputError("to", "transfers are not available on this bridge", status=403)
+        order = self._transfer_order(to)
+        if self._services.calls.transfer(call_sid, order):
+            log_event(logger, "provisioning.call_transfer", call_sid=call_sid, to=order.number)
+            return TransferResult(call_sid=call_sid, to=order.number)
+        rec = await asyncio.to_thread(self._store.get_call, call_sid)
+        if rec is None:
+            raise InputError("call_sid", f"no call {call_sid!r} is recorded", status=404)
+        owner = await self._live_owner(rec) if rec.live else None
+        if owner is not None and self._bus is not None:
+            await self._bus.publish(
+                CALL_TRANSFER,
+                CallTransfer(
+                    call_sid=call_sid,
+                    number=order.number,
+                    caller_id=order.caller_id,
+                    timeout_s=order.timeout_s,
+                    instance=owner,
+                ),
+            )
+        elif (
+            rec.live
+            and self._twilio is not None
+            and await self._twilio.redirect(call_sid, to_twiml(order))
+        ):
+            owner = None
+        else:
+            raise InputError(
+                "call_sid",
+                f"call {call_sid} is not live on this bridge or any other (status {rec.status})",
+                status=409,
+            )
+        log_event(
+            logger, "provisioning.call_transfer", call_sid=call_sid, to=order.number, instance=owner
+        )
+        return TransferResult(call_sid=call_sid, to=order.number)
 
     async def _live_owner(self, rec: CallRecord) -> str | None:
         """The other, live instance handling ``rec``'s stream, if any."""

@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
-from bridge.call.actions import HANGUP, Disposition, EndReason
+from bridge.call.actions import HANGUP, Disposition, EndReason, Transfer
 from bridge.call.tools import CallControl
 
 _MAX_REMEMBERED = 10_000
@@ -86,6 +86,15 @@ class LiveCalls:
         if call is None:
             return False
         call.end_call(reason, HANGUP, wait_for_playout=False)
+        return True
+
+    def transfer(self, call_sid: str, to: Transfer) -> bool:
+        """Hand a live call to ``to`` at once (its stream ends with the ``<Dial>``, no
+        goodbye wait); False if it is not live here."""
+        call = self._live.get(call_sid)
+        if call is None:
+            return False
+        call.end_call(EndReason.TRANSFER, to, wait_for_playout=False)
         return True
 
     # -- used stream tokens ----------------------------------------------------------

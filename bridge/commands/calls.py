@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("sid", help="call SID")
     add_client_arguments(p)
 
+    p = sub.add_parser("transfer", help="hand a live call to a number (telephony.transfer_allow)")
+    p.add_argument("sid", help="call SID")
+    p.add_argument("to", help="E.164 number or SIP URI")
+    add_client_arguments(p)
+
     # Outbound calls are the telephony features' (bridge/telephony/dialer.py).
     p = sub.add_parser("dial", help="place an outbound call bridged to an agent")
     p.add_argument("to", help="E.164 number to call")
@@ -118,6 +123,10 @@ def _show_hangup(data: Any) -> None:
     print(f"Call {data['call_sid']}: {data['status'].replace('_', ' ')}.")
 
 
+def _show_transfer(data: Any) -> None:
+    print(f"Call {data['call_sid']}: transferring to {data['to']}.")
+
+
 def _dial_body(args: argparse.Namespace) -> dict[str, Any]:
     variables: dict[str, str] = {}
     for item in args.variables:
@@ -159,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         return run_command(args, lambda c: c.get_call(args.sid), _show_call)
     if args.action == "hangup":
         return run_command(args, lambda c: c.hangup(args.sid), _show_hangup)
+    if args.action == "transfer":
+        return run_command(args, lambda c: c.transfer(args.sid, args.to), _show_transfer)
     if args.action == "dial":
         body = _dial_body(args)
         return run_command(args, lambda c: c.place_call(body), _show_dialed)

@@ -23,6 +23,7 @@ import socket
 from collections.abc import AsyncIterator
 
 from bridge import __version__
+from bridge.call.actions import Transfer
 from bridge.call.registry import LiveCalls
 from bridge.config import Config
 from bridge.errors import StoreError
@@ -31,8 +32,10 @@ from bridge.routing import RoutingTable
 from bridge.store import Store
 from bridge.store.bus import (
     CALL_HANGUP,
+    CALL_TRANSFER,
     ROUTING_CHANGED,
     CallHangup,
+    CallTransfer,
     Event,
     EventBus,
     RoutingChanged,
@@ -74,6 +77,7 @@ class Cluster:
         )
         self.bus.subscribe(ROUTING_CHANGED, RoutingChanged, self._on_routing)
         self.bus.subscribe(CALL_HANGUP, CallHangup, self._on_hangup)
+        self.bus.subscribe(CALL_TRANSFER, CallTransfer, self._on_transfer)
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
@@ -126,6 +130,17 @@ class Cluster:
                 self._routing.load(rec)
             else:
                 self._routing.forget(key)
+
+    async def _on_transfer(self, order: CallTransfer, event: Event) -> None:
+        to = Transfer(order.number, order.caller_id, order.timeout_s)
+        if self._calls.transfer(order.call_sid, to):
+            log_event(
+                logger,
+                "cluster.call_transfer",
+                call_sid=order.call_sid,
+                to=order.number,
+                requested_by=event.origin,
+            )
 
     async def _on_hangup(self, order: CallHangup, event: Event) -> None:
         if self._calls.hangup(order.call_sid):

@@ -75,6 +75,20 @@ class RoutingChanged(msgspec.Struct, frozen=True, kw_only=True):
     everything: bool = False
 
 
+CALL_TRANSFER: Final = "call.transfer"
+
+
+class CallTransfer(msgspec.Struct, frozen=True, kw_only=True):
+    """Hand ``call_sid`` to ``number`` (E.164 or SIP URI), wherever it is live: the owner
+    ends its stream with a transfer (``<Dial>``), its agent socket closed at once."""
+
+    call_sid: str
+    number: str
+    caller_id: str | None = None
+    timeout_s: int | None = None
+    instance: str | None = None
+
+
 class CallHangup(msgspec.Struct, frozen=True, kw_only=True):
     """End ``call_sid`` at once, wherever it is live (``instance``: its owner if known)."""
 

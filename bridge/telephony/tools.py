@@ -28,6 +28,7 @@ from bridge.audio.g711 import ulaw_encode
 from bridge.call.actions import EndReason, Transfer
 from bridge.call.tools import DTMF_TOOL, TRANSFER_TOOL, CallControl, ToolRegistry
 from bridge.config import TelephonyConfig
+from bridge.errors import InputError
 from bridge.log import log_event
 from bridge.telephony import dtmf_tones
 from bridge.telephony.transfer import AllowList, parse_transfer_params
@@ -49,6 +50,16 @@ class TelephonyTools:
         registry.register(TRANSFER_TOOL, self.transfer_call, replace=True)
         registry.register(DTMF_TOOL, self.send_dtmf, replace=True)
         return registry
+
+    def order_for(self, to: str) -> Transfer:
+        """The transfer to ``to`` (E.164 or SIP URI) if the allow-list admits it, else
+        InputError naming ``to`` (403 when not allowed): the admin API's transfer."""
+        params = {"sip_uri": to} if to.startswith("sip:") else {"phone_number": to}
+        try:
+            dest = self.allow.check(parse_transfer_params(params)).destination
+        except InputError as e:
+            raise InputError("to", e.problem, status=e.status) from None
+        return Transfer(dest.address, self.cfg.transfer_caller_id, self.cfg.transfer_timeout_s)
 
     async def transfer_call(self, call: CallControl, params: dict[str, Any]) -> str:
         try:

@@ -96,6 +96,7 @@ async def test_api_conforms_to_its_openapi_document(bridge: BridgeUnderTest) -> 
         "GET /admin/calls",
         "GET /admin/calls/{sid}",
         "POST /admin/calls/{sid}/hangup",
+        "POST /admin/calls/{sid}/transfer",
         "GET /admin/webhooks/deliveries",
         "POST /admin/webhooks/deliveries/{id}/retry",
     }

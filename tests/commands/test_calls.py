@@ -71,6 +71,9 @@ async def test_errors(cli: Cli, bridge: BridgeUnderTest) -> None:
     _record(bridge, "CA" + "3" * 32, "completed", 1700000000.0)
     rc, _, err = await cli("calls", "hangup", "CA" + "3" * 32)
     assert rc == 1 and "not live" in err and "(HTTP 409)" in err
+    # transfers are deny-by-default (telephony.transfer_allow empty here): 403 naming --to
+    rc, _, err = await cli("calls", "transfer", "CA404", "+15550009999")
+    assert rc == 1 and "not an allowed transfer destination" in err and "(HTTP 403)" in err
     rc, _, err = await cli("calls", "list", "--limit", "0")
     assert rc == 1 and err.startswith("bridge calls: error: limit: ")
     rc, _, err = await cli("calls", "list", "--number", "123")

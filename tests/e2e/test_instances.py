@@ -28,6 +28,7 @@ import pytest
 
 from bridge.config import Config
 from bridge.emulator.twilio.script import CallScript
+from bridge.emulator.twilio.twiml import Dial, DialTarget
 from bridge.emulator.twilio.webhook import UrlMap
 from tests.fixtures.bridge import (
     PUBLIC,
@@ -48,6 +49,9 @@ ROUTING_WITHIN_S = 1.0  # the issue's bound for a routing change to reach every 
 AGENT_CLOSED_WITHIN_S = 1.0  # ... and for the owner to close the agent socket
 
 
+DESK = "+15550003333"  # the one transfer target telephony.transfer_allow admits
+
+
 def instance_config(
     platform: PlatformEmulator, twilio: TwilioEmulator, dsn: str, instance: str
 ) -> Config:
@@ -58,6 +62,7 @@ def instance_config(
         BRIDGE_DB=dsn,
         BRIDGE_INSTANCE_ID=instance,
         BRIDGE_ADMIN_TOKEN=ADMIN_TOKEN,
+        BRIDGE_TRANSFER_ALLOW=DESK,
     )
 
 
@@ -180,6 +185,74 @@ async def test_a_call_streamed_on_b_is_listed_and_hung_up_from_a_and_routing_fol
     r = await admin(a.url, "DELETE", f"/numbers/{NUMBER}")
     assert r.status_code == 200, r.text
     await eventually(lambda: b.app.state.routing.get(NUMBER) is None, timeout_s=ROUTING_WITHIN_S)
+
+
+async def test_a_call_streamed_on_b_is_transferred_from_a(
+    pair: tuple[BridgeUnderTest, BridgeUnderTest],
+    platform_emulator: PlatformEmulator,
+    twilio_emulator: TwilioEmulator,
+) -> None:
+    a, b = pair
+    agent = await new_agent(a.url, "Front desk")
+    r = await admin(a.url, "POST", "/numbers", {"number": NUMBER, "agent_id": agent})
+    assert r.status_code == 201, r.text
+    await routed_within(b, agent, ROUTING_WITHIN_S)
+    stream_to(twilio_emulator, a.url, b.url)
+    entry = await twilio_emulator.state.place_inbound(
+        to=NUMBER, from_=CALLER, script=CallScript(max_duration_s=600.0), wait=False
+    )
+    sid = entry.call.call_sid
+    await eventually(lambda: b.app.state.calls.get(sid) is not None)
+    await eventually(lambda: b.record(sid).instance == "bridge-b")  # the owner, in the store
+    await eventually(lambda: len(platform_emulator.conversations(agent)) == 1)
+    (conversation,) = platform_emulator.conversations(agent)
+
+    # A target outside telephony.transfer_allow is refused on any instance (toll fraud)
+    r = await admin(a.url, "POST", f"/calls/{sid}/transfer", {"to": "+15550004444"})
+    assert r.status_code == 403 and r.json()["error"]["field"] == "to", r.text
+    assert b.app.state.calls.get(sid) is not None  # nothing happened to the call
+
+    asked = time.time()
+    r = await admin(a.url, "POST", f"/calls/{sid}/transfer", {"to": DESK})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"call_sid": sid, "to": DESK, "status": "transferring"}
+    ended = await platform_emulator.wait_until_ended(conversation.conversation_id)
+    assert ended.ended_at_unix is not None
+    assert ended.ended_at_unix - asked < AGENT_CLOSED_WITHIN_S  # B closed the agent side
+    await asyncio.wait_for(entry.call.finished.wait(), 10)
+    fetch = entry.result.fetches[-1]  # Twilio was handed the <Dial> (REST or action)
+    assert fetch.why in ("rest-update", "connect-action"), fetch
+    (verb,) = fetch.verbs
+    assert isinstance(verb, Dial) and verb.targets == (DialTarget("number", DESK),)
+    await eventually(lambda: b.record(sid).end_reason is not None)
+    rec = b.record(sid)
+    assert (rec.end_reason, rec.transfer_target, rec.instance) == ("transfer", DESK, "bridge-b")
+
+
+async def test_the_owner_transfers_its_own_call_at_once(
+    pair: tuple[BridgeUnderTest, BridgeUnderTest],
+    platform_emulator: PlatformEmulator,
+    twilio_emulator: TwilioEmulator,
+) -> None:
+    _, b = pair
+    agent = await new_agent(b.url, "Front desk")
+    r = await admin(b.url, "POST", "/numbers", {"number": NUMBER, "agent_id": agent})
+    assert r.status_code == 201, r.text
+    stream_to(twilio_emulator, b.url, b.url)
+    entry = await twilio_emulator.state.place_inbound(
+        to=NUMBER, from_=CALLER, script=CallScript(max_duration_s=600.0), wait=False
+    )
+    sid = entry.call.call_sid
+    await eventually(lambda: len(platform_emulator.conversations(agent)) == 1)
+    r = await admin(b.url, "POST", f"/calls/{sid}/transfer", {"to": DESK})
+    assert r.status_code == 200, r.text
+    await asyncio.wait_for(entry.call.finished.wait(), 10)
+    (verb,) = entry.result.fetches[-1].verbs
+    assert isinstance(verb, Dial) and verb.targets == (DialTarget("number", DESK),)
+    await eventually(lambda: b.record(sid).end_reason == "transfer")
+    # a call that has ended cannot be transferred again
+    r = await admin(b.url, "POST", f"/calls/{sid}/transfer", {"to": DESK})
+    assert r.status_code == 409, r.text
 
 
 async def test_hangup_of_an_unknown_call_is_404_on_any_instance(
