@@ -140,7 +140,9 @@ async def test_state_changes_need_the_cookie_and_the_csrf_token(
             (f"{UI}/calls/CA1/hangup", {}),
             (f"{UI}/sign-out", {}),
         ):
-            for wrong in ({}, {"csrf": ""}, {"csrf": csrf[:-1] + "A"}):
+            # (the altered token's last character always differs from the real one's)
+            altered = csrf[:-1] + ("B" if csrf.endswith("A") else "A")
+            for wrong in ({}, {"csrf": ""}, {"csrf": altered}):
                 r = await c.post(path, data={**data, **wrong})
                 assert r.status_code == 403, (path, wrong)
         async with b.client() as api:
