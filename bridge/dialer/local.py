@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
 import tempfile
@@ -22,9 +21,9 @@ from pathlib import Path
 import httpx
 
 from bridge.errors import BridgeError
+from bridge.loadtest.stack import stop_child
 
 READY_TIMEOUT_S = 30.0
-STOP_GRACE_S = 10.0
 
 
 class LocalBridgeError(BridgeError):
@@ -80,7 +79,7 @@ async def local_bridge() -> AsyncIterator[str]:
             await _wait_ready(proc, url, log)
             yield url
         finally:
-            await asyncio.shield(_stop(proc))
+            await asyncio.shield(stop_child(proc))
 
 
 async def _wait_ready(proc: asyncio.subprocess.Process, url: str, log: Path) -> None:
@@ -95,16 +94,3 @@ async def _wait_ready(proc: asyncio.subprocess.Process, url: str, log: Path) -> 
                 return
             await asyncio.sleep(0.1)
     raise LocalBridgeError(f"the local bridge did not answer on {url} in {READY_TIMEOUT_S:g} s")
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()

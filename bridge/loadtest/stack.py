@@ -179,7 +179,8 @@ async def _wait_ready(
     raise StackError(f"{name} did not answer on {url} within {READY_TIMEOUT_S:g}s (log: {log})")
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
+async def stop_child(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL after STOP_GRACE_S; waits for the exit (also bridge call's)."""
     if proc.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -297,4 +298,4 @@ async def started_stack(
             # Bridge first (it holds agent sockets), then the emulator; shielded so a
             # second Ctrl-C cannot leave children behind.
             for proc in reversed(procs):
-                await asyncio.shield(_stop(proc))
+                await asyncio.shield(stop_child(proc))

@@ -15,11 +15,11 @@ from bridge.loadtest.stack import (
     StackError,
     _child_env,
     _spawn,
-    _stop,
     _wait_ready,
     bridge_config,
     free_port,
     number_for,
+    stop_child,
 )
 
 
@@ -73,7 +73,7 @@ async def test_stop_terminates_a_running_child(tmp_path):
     proc = await _spawn(
         "x", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "c.log"
     )
-    await asyncio.wait_for(_stop(proc), 15)
+    await asyncio.wait_for(stop_child(proc), 15)
     assert proc.returncode is not None and proc.returncode != 0
 
 
