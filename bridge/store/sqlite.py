@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -142,20 +142,13 @@ class SqliteBackend:
             self._check_open()
             conn = self._admin.conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with _immediate(conn):
                     for rec in upserts:
                         conn.execute(rows.UPSERT_NUMBER, rows.number_to_row(rec))
                     for key in deletes:
                         deleted += conn.execute(rows.DELETE_NUMBER, (key, key)).rowcount
                     for sql, params in also:
                         conn.execute(sql, params)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
             except sqlite3.IntegrityError:
                 raise InputError(
                     "phone_number_id", "already belongs to another number", status=409
@@ -170,15 +163,8 @@ class SqliteBackend:
             self._check_open()
             conn = self._admin.conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with _immediate(conn):
                     counts = [conn.execute(sql, params).rowcount for sql, params in statements]
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
             except sqlite3.Error as e:
                 raise StoreError(f"cannot write to {self.path}: {e}") from None
         return counts
@@ -205,18 +191,26 @@ class SqliteBackend:
             try:
                 if h is not self._read:  # (``:memory:`` shares the reads' connection)
                     conn.execute(f"PRAGMA busy_timeout = {max(1, int(timeout_s * 1000))}")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with _immediate(conn):
                     out = fn(_SqliteTx(conn))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
             except sqlite3.Error as e:
                 raise StoreError(f"cannot write {self.path}: {e}") from None
         return out
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (``BEGIN IMMEDIATE``: the database's write lock taken at
+    once); committed when the block ends, rolled back when it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 class _SqliteTx:
