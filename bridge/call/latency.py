@@ -26,13 +26,13 @@ speech without being interrupted is not replying to it: no turn for that utteran
 
 from __future__ import annotations
 
-import binascii
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
 from bridge.audio.vad import CallerVad, SpeechEnded, SpeechStarted
+from bridge.b64 import decode_strict
 from bridge.store.transcripts import (
     INTERRUPTION,
     STAGES,
@@ -84,8 +84,8 @@ class TurnLatency:
 
     def caller_frame(self, payload_b64: str, now: float) -> None:
         try:
-            ulaw = binascii.a2b_base64(payload_b64)
-        except (binascii.Error, ValueError):
+            ulaw = decode_strict(payload_b64)  # what the session accepts, on every Python
+        except ValueError:
             return  # the session counts it as garbage
         ev = self.vad.frame(ulaw, now)
         if ev is None:
